@@ -1,0 +1,62 @@
+# kafka-twilio — run `make` (or `make help`) to list the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA := PYTHON=$(abspath $(PY)) bash deploy/kafka/local-kafka.sh
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv with runtime and dev dependencies (re-runs when pyproject.toml changes)
+
+.PHONY: test
+test: install ## run every test; integration tests use KAFKA_BOOTSTRAP_SERVERS or start the local broker
+	$(PY) -m pytest
+
+.PHONY: unit
+unit: install ## run only the fast unit tests (no broker)
+	$(PY) -m pytest tests/unit -q
+
+.PHONY: lint
+lint: install ## ruff on everything, mypy --strict on consumer/
+	$(VENV)/bin/ruff check consumer tests bench
+	$(VENV)/bin/ruff format --check consumer tests bench
+	$(VENV)/bin/mypy consumer
+
+.PHONY: fmt
+fmt: install ## format and auto-fix with ruff
+	$(VENV)/bin/ruff format consumer tests bench
+	$(VENV)/bin/ruff check --fix consumer tests bench
+
+.PHONY: kafka-up
+kafka-up: install ## start the local Apache Kafka broker (jars fetched once); harmless when running
+	$(KAFKA) up
+
+.PHONY: kafka-down
+kafka-down: ## stop the local Kafka broker; harmless when stopped
+	$(KAFKA) down
+
+.PHONY: bench
+bench: install ## run the benchmarks in bench/ (results in bench/results/, summary in README)
+	$(PY) bench/run_all.py
+
+.PHONY: demo
+demo: install ## the whole path on sample events: local Kafka, Twilio simulator, consumer, summary
+	$(PY) -m consumer.cli demo
+
+.PHONY: clean
+clean: kafka-down ## stop the broker and remove local state (keeps the downloaded jars)
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

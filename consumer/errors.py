@@ -1,0 +1,142 @@
+"""One error hierarchy for the whole data path.
+
+    ConsumerError
+     ├── SettingsError          settings invalid at start-up (names the variable and the fix)
+     ├── DecodeError            bytes could not become an Event (dead-lettered, stage "decode")
+     │    └── RegistryError     the Schema Registry was unreachable or answered an error
+     ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
+     ├── RenderError            an Event × Mapping could not become a Twilio request
+     ├── TwilioError            Twilio answered an error, or the request failed in transport
+     └── KafkaError             the Kafka client reported a fatal error
+
+Every error carries the context a user needs to act on it (topic/partition/offset, mapping id, field,
+Twilio code) and a message that says what to fix. Third-party exceptions are translated once, at the
+edge that calls the library, never deeper in the core.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Where a record came from: enough to find it again in Kafka."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+class ConsumerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    #: The data-path stage the error belongs to; it becomes the dead-letter `stage` header.
+    stage: str = "consumer"
+
+    def __init__(self, message: str, *, record: RecordRef | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.record = record
+
+    def with_record(self, record: RecordRef) -> ConsumerError:
+        """Attach the Kafka coordinates once they are known (the pure stages do not know them)."""
+        self.record = record
+        return self
+
+    def __str__(self) -> str:
+        where = f" (record {self.record})" if self.record and self.record.topic else ""
+        return f"{self.message}{where}"
+
+
+class SettingsError(ConsumerError):
+    """Settings are missing or invalid; raised once at start-up."""
+
+    stage = "settings"
+
+
+class DecodeError(ConsumerError):
+    """A record's bytes could not be decoded into an Event.
+
+    `reason` is a short, bounded label (used in metrics and dead-letter headers), e.g.
+    `truncated`, `bad_magic_byte`, `unknown_schema`, `schema_mismatch`, `invalid_utf8`,
+    `invalid_json`, `too_large`, `not_an_event`.
+    """
+
+    stage = "decode"
+
+    def __init__(self, message: str, *, reason: str, record: RecordRef | None = None) -> None:
+        super().__init__(message, record=record)
+        self.reason = reason
+
+
+class RegistryError(DecodeError):
+    """The Schema Registry could not be reached or answered an error, after retries."""
+
+
+class MappingError(ConsumerError):
+    """A mapping is invalid. `problems` holds every problem found, each naming file, id, field, fix."""
+
+    stage = "mapping"
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class RenderError(ConsumerError):
+    """An Event × Mapping could not become a Twilio request (bad template, bad field value)."""
+
+    stage = "render"
+
+    def __init__(
+        self, message: str, *, reason: str, mapping_id: str = "", field: str = "", record: RecordRef | None = None
+    ) -> None:
+        super().__init__(message, record=record)
+        self.reason = reason
+        self.mapping_id = mapping_id
+        self.field = field
+
+
+class ErrorClass(enum.Enum):
+    """How a Twilio failure is treated (see reference/twilio-api.md)."""
+
+    RETRYABLE = "retryable"  # never processed or transient: retry with backoff
+    MAY_HAVE_SENT = "may_have_sent"  # failed after the request was written (read timeout, 5xx)
+    PERMANENT = "permanent"  # this message will never succeed: dead-letter
+    RECIPIENT = "recipient"  # this recipient must not be messaged again: suppress, dead-letter
+    CONFIGURATION = "configuration"  # credentials, sender, region: stop sending, alert
+
+
+class TwilioError(ConsumerError):
+    """Twilio answered an error, or the HTTP exchange failed."""
+
+    stage = "send"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_class: ErrorClass,
+        code: int | None = None,
+        status: int | None = None,
+        more_info: str = "",
+        retry_after_s: float | None = None,
+        record: RecordRef | None = None,
+    ) -> None:
+        super().__init__(message, record=record)
+        self.error_class = error_class
+        self.code = code
+        self.status = status
+        self.more_info = more_info
+        self.retry_after_s = retry_after_s
+
+
+class KafkaError(ConsumerError):
+    """The Kafka client reported an error we cannot continue through."""
+
+    stage = "kafka"

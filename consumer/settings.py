@@ -1,0 +1,190 @@
+"""Settings, read from the environment (optionally a .env-style file) and validated once at start-up.
+
+Nothing here is read at import time: `load_settings()` is called by the command that needs it, and
+every problem is reported at once, naming the variable and what to put in it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumer.errors import SettingsError
+
+ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
+
+
+class TwilioSettings(BaseSettings):
+    """How to reach Twilio. Env prefix `TWILIO_`."""
+
+    model_config = SettingsConfigDict(env_prefix="TWILIO_", extra="ignore")
+
+    account_sid: str = Field(default="", description="Account SID (AC + 32 hex); used in every URL path.")
+    api_key_sid: str = Field(default="", description="API Key SID (SK…); the Basic-auth user. Preferred.")
+    api_key_secret: SecretStr | None = Field(default=None, description="API Key secret.")
+    auth_token: SecretStr | None = Field(default=None, description="Auth Token, used when no API key is set.")
+    region: str = Field(default="", description="Twilio region, e.g. ie1 or au1 (credentials are per region).")
+    edge: str = Field(default="", description="Twilio edge location, e.g. dublin or sydney.")
+    base_url: str = Field(default="", description="Override of the API base URL (the simulator, a proxy).")
+    content_base_url: str = Field(default="", description="Override of the Content API base URL.")
+    messaging_base_url: str = Field(default="", description="Override of the Messaging API base URL.")
+    timeout_s: float = Field(default=15.0, gt=0, description="Per-request timeout, seconds.")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=512, ge=1, description="HTTP connection pool size.")
+
+    @field_validator("account_sid")
+    @classmethod
+    def _account_sid(cls, v: str) -> str:
+        if v and not ACCOUNT_SID.match(v):
+            raise ValueError("must be AC followed by 32 hex characters (find it on the Twilio Console home page)")
+        return v
+
+    @field_validator("api_key_sid")
+    @classmethod
+    def _api_key_sid(cls, v: str) -> str:
+        if v and not API_KEY_SID.match(v):
+            raise ValueError("must be SK followed by 32 hex characters (Console > API keys & tokens)")
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> TwilioSettings:
+        if self.api_key_sid and self.api_key_secret is None:
+            raise ValueError("TWILIO_API_KEY_SID is set but TWILIO_API_KEY_SECRET is not: set both")
+        if (self.edge and not self.region) or (self.region and not self.edge):
+            raise ValueError("set both TWILIO_REGION and TWILIO_EDGE (e.g. ie1 and dublin), or neither")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """True when real credentials are present (otherwise the demo uses the simulator)."""
+        return bool(self.account_sid and (self.api_key_secret or self.auth_token))
+
+    @property
+    def api_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.region:
+            return f"https://api.{self.edge}.{self.region}.twilio.com"
+        return "https://api.twilio.com"
+
+    def basic_auth(self) -> tuple[str, str]:
+        """Return (user, password) for HTTP Basic auth: the API key when set, else the Auth Token."""
+        if self.api_key_sid and self.api_key_secret is not None:
+            return self.api_key_sid, self.api_key_secret.get_secret_value()
+        if self.auth_token is not None:
+            return self.account_sid, self.auth_token.get_secret_value()
+        raise SettingsError(
+            "no Twilio credentials: set TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET (or TWILIO_AUTH_TOKEN)"
+        )
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka. Env prefix `KAFKA_`; `KAFKA_CLIENT_<NAME>` passes any librdkafka setting
+    through (`KAFKA_CLIENT_SECURITY_PROTOCOL=SASL_SSL` becomes `security.protocol`)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
+    group_id: str = Field(default="kafka-twilio", description="Consumer group; replicas share it.")
+    topics: list[str] = Field(default=["segment-events"], description="Topics to consume (JSON list or CSV).")
+    dead_letter_topic: str = Field(default="kafka-twilio.dead-letter")
+    dedup_topic: str = Field(default="kafka-twilio.sent", description="Compacted changelog of sent messages.")
+    schema_registry_url: str = Field(default="", description="Confluent-compatible registry URL, if any.")
+    schema_registry_user: str = ""
+    schema_registry_password: SecretStr | None = None
+    client: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka settings.")
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _csv(cls, v: object) -> object:
+        if isinstance(v, str) and not v.lstrip().startswith("["):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by every client (bootstrap plus pass-through security settings)."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.client}
+
+
+class ServiceSettings(BaseSettings):
+    """How the consumer behaves. Env prefix `CONSUMER_`."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_", extra="ignore")
+
+    mappings: Path = Field(default=Path("mappings.yaml"), description="Mapping file (YAML).")
+    schemas_dir: Path = Field(default=Path("schemas"), description="Local Avro schemas (.avsc).")
+    event_encoding: Literal["auto", "confluent", "single-object", "schemaless", "json"] = "auto"
+    default_region: str = Field(default="US", description="Region for phone numbers without a country code.")
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"  # noqa: S104  the pod's metrics port must be reachable by Prometheus
+    max_in_flight: int = Field(default=256, ge=1, description="Global cap on Twilio requests in flight.")
+    max_buffered: int = Field(default=20_000, ge=1, description="Records buffered before partitions pause.")
+    max_retries: int = Field(default=6, ge=0)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_cap_s: float = Field(default=60.0, gt=0)
+    drain_grace_s: float = Field(default=25.0, gt=0, description="SIGTERM/rebalance drain time limit.")
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    dedup_window_s: float = Field(default=4 * 3600, ge=0, description="Default de-duplication window.")
+    log_level: str = "INFO"
+
+
+class Settings(BaseModel):
+    """All settings of the service."""
+
+    twilio: TwilioSettings
+    kafka: KafkaSettings
+    service: ServiceSettings
+
+
+def _client_passthrough(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    prefix = "KAFKA_CLIENT_"
+    return {k[len(prefix) :].lower().replace("_", "."): v for k, v in environ.items() if k.startswith(prefix)}
+
+
+def load_settings(env_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise one SettingsError listing every problem."""
+    env = dict(os.environ if environ is None else environ)
+    if env_file is not None:
+        env = {**_read_env_file(env_file), **env}
+    problems: list[str] = []
+    parts: dict[str, BaseSettings] = {}
+    for name, cls, prefix in (
+        ("twilio", TwilioSettings, "TWILIO_"),
+        ("kafka", KafkaSettings, "KAFKA_"),
+        ("service", ServiceSettings, "CONSUMER_"),
+    ):
+        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        if name == "kafka":
+            values = {k: v for k, v in values.items() if not k.startswith("client_")}
+            values["client"] = _client_passthrough(env)  # type: ignore[assignment]
+        try:
+            # model_validate skips BaseSettings' own environment read: `environ` makes settings testable.
+            parts[name] = cls.model_validate(values)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = "_".join(str(x) for x in err["loc"]).upper()
+                var = f"{prefix}{loc}" if loc else prefix.rstrip("_") + " settings"
+                problems.append(f"{var}: {err['msg']}")
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    return Settings(twilio=parts["twilio"], kafka=parts["kafka"], service=parts["service"])  # type: ignore[arg-type]
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip("'\"")
+    return out

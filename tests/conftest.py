@@ -1,0 +1,32 @@
+"""Shared fixtures: a real Kafka broker (session-wide) and fresh topics per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.kafka import BrokerUnavailable, create_topic, kafka_broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker. Skips locally without one; fails under CI."""
+    try:
+        with kafka_broker() as bootstrap:
+            yield bootstrap
+    except BrokerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a real Kafka broker: {exc}")
+        pytest.skip(f"no Kafka broker: {exc}")
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Callable[..., str]:
+    """Create a topic unique to the calling test: `new_topic(partitions=3)`."""
+
+    def make(partitions: int = 1, name: str | None = None, config: dict[str, str] | None = None) -> str:
+        return create_topic(kafka_bootstrap, name=name, partitions=partitions, config=config)
+
+    return make
