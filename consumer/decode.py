@@ -1,0 +1,323 @@
+"""Decode stage: a record's bytes (and headers) -> a frozen `Event`, or a DecodeError.
+
+Encodings (`auto` detects the first three by their first bytes):
+- Confluent wire format: 0x00, a 4-byte big-endian schema id, Avro binary; the writer schema comes
+  from a Schema Registry. Confluent's header form (`__value_schema_id` header, plain Avro value) too.
+- Avro single-object encoding: 0xC3 0x01, the 8-byte CRC-64-AVRO fingerprint of the writer schema,
+  Avro binary; the writer schema is found by fingerprint among the local `schemas/*.avsc`.
+- Segment JSON: a UTF-8 JSON object, for teams not on Avro yet.
+- schemaless: bare Avro binary written with one configured schema (never auto-detected).
+
+Every writer schema is resolved against the current reader schema (`schemas/segment_event.avsc`)
+with Avro's resolution rules, so older and newer compatible writers decode to the same Event.
+Apart from registry look-ups (a cached edge), decoding is pure and raises only DecodeError.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import fastavro.read
+
+from consumer.errors import DecodeError, RecordRef, SettingsError
+from consumer.event import JSON, Event
+from consumer.registry import RegistrySchemas, make_registry_client
+from consumer.schemas import SINGLE_OBJECT_MAGIC, AvroSchema, LocalSchemas, from_avro, parse_schema
+
+__all__ = ["ENCODINGS", "Decoder", "Headers", "make_registry_client", "to_event"]
+
+#: Record headers as confluent-kafka hands them over (a list of pairs; a dict is accepted too).
+Headers = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None]
+
+ENCODINGS = ("auto", "confluent", "single-object", "schemaless", "json")
+#: Header Confluent's serializers use when the schema id travels in headers instead of the value.
+VALUE_SCHEMA_ID_HEADER = "__value_schema_id"
+_CONFLUENT_HEADER = 5  # magic byte + 4-byte schema id
+_SINGLE_OBJECT_HEADER = 10  # 2 magic bytes + 8-byte fingerprint
+_GUID_HEADER = 17  # magic byte 1 + 16-byte GUID
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """A writer schema ready to read with: `reader` is None when it is the reader schema itself."""
+
+    schema: AvroSchema
+    reader: dict[str, Any] | None
+
+
+class Decoder:
+    """Turn record values into Events; configured once, then called for every record."""
+
+    def __init__(
+        self,
+        *,
+        schemas_dir: Path,
+        encoding: str = "auto",
+        registry: Any = None,  # a confluent-kafka SchemaRegistryClient, or a configured RegistrySchemas
+        schemaless_schema: str | None = None,
+        max_bytes: int = 1_000_000,
+        registry_attempts: int = 4,
+    ) -> None:
+        if encoding not in ENCODINGS:
+            raise SettingsError(f"unknown encoding {encoding!r}: use one of {', '.join(ENCODINGS)}")
+        if encoding == "confluent" and registry is None:
+            raise SettingsError("encoding 'confluent' needs a Schema Registry: set the registry URL")
+        if encoding == "schemaless" and not schemaless_schema:
+            raise SettingsError("encoding 'schemaless' needs the writer schema: set the schemaless schema")
+        self.encoding = encoding
+        self.max_bytes = max_bytes
+        self._local = LocalSchemas.load(schemas_dir)
+        self._reader = self._local.reader
+        self._registry = (
+            registry
+            if registry is None or isinstance(registry, RegistrySchemas)
+            else RegistrySchemas(registry, attempts=registry_attempts)
+        )
+        self._by_fingerprint = {fp: self._writer(s) for fp, s in self._local.by_fingerprint.items()}
+        self._schemaless = self._writer(self._local.named(schemaless_schema)) if schemaless_schema else None
+        self._by_id: dict[int | str, _Writer] = {}
+
+    def decode(
+        self,
+        value: bytes | None,
+        headers: Headers | None = None,
+        *,
+        record: RecordRef | None = None,
+    ) -> Event:
+        """Decode one record value; raise DecodeError (with `record` attached) when it cannot be."""
+        try:
+            return self._decode(value, headers)
+        except DecodeError as exc:
+            if record is not None:
+                exc.with_record(record)
+            raise
+
+    def _decode(self, value: bytes | None, headers: Headers | None) -> Event:
+        if value is None:
+            raise DecodeError(
+                "the record has no value (a tombstone); events must carry a value", reason="not_an_event"
+            )
+        if len(value) > self.max_bytes:
+            raise DecodeError(
+                f"the value is {len(value)} bytes, over the {self.max_bytes}-byte limit; raise the "
+                "max bytes setting if such events are expected, or fix the producer",
+                reason="too_large",
+            )
+        encoding = self.encoding
+        if encoding in ("auto", "confluent") and headers:
+            schema_id = _header(headers, VALUE_SCHEMA_ID_HEADER)
+            if schema_id is not None:
+                return self._avro(value, 0, self._from_header(schema_id))
+        if encoding == "auto":
+            encoding = _detect(value)
+        if encoding == "json":
+            return _json(value)
+        if encoding == "schemaless":
+            assert self._schemaless is not None
+            return self._avro(value, 0, self._schemaless)
+        if encoding == "single-object":
+            return self._avro(value, _SINGLE_OBJECT_HEADER, self._single_object(value))
+        return self._avro(value, _CONFLUENT_HEADER, self._confluent(value))
+
+    def _confluent(self, value: bytes) -> _Writer:
+        if len(value) < _CONFLUENT_HEADER:
+            raise DecodeError(
+                f"the value is {len(value)} bytes, shorter than the 5-byte Confluent header "
+                "(magic byte + schema id); the record was cut or is not Confluent wire format",
+                reason="truncated",
+            )
+        if value[0] != 0:
+            raise DecodeError(
+                f"first byte is 0x{value[0]:02x}, not 0x00 (Confluent wire format); the producer did "
+                "not use a Schema Registry serializer: set the encoding setting to match it",
+                reason="bad_magic_byte",
+            )
+        return self._registry_writer(int.from_bytes(value[1:5], "big"))
+
+    def _single_object(self, value: bytes) -> _Writer:
+        if len(value) < _SINGLE_OBJECT_HEADER:
+            raise DecodeError(
+                f"the value is {len(value)} bytes, shorter than the 10-byte Avro single-object header; "
+                "the record was cut",
+                reason="truncated",
+            )
+        if value[:2] != SINGLE_OBJECT_MAGIC:
+            raise DecodeError(
+                f"first bytes are 0x{value[:2].hex()}, not 0xc301 (Avro single-object encoding); set the "
+                "encoding setting to match the producer",
+                reason="bad_magic_byte",
+            )
+        writer = self._by_fingerprint.get(bytes(value[2:10]))
+        if writer is None:
+            raise DecodeError(
+                f"writer schema fingerprint {value[2:10].hex()} matches no schema in "
+                f"{self._local.directory}; add the producer's .avsc file there",
+                reason="unknown_schema",
+            )
+        return writer
+
+    def _from_header(self, raw: bytes | None) -> _Writer:
+        if raw and raw[0] == 1 and len(raw) == _GUID_HEADER:
+            guid = raw[1:].hex()
+            guid = f"{guid[:8]}-{guid[8:12]}-{guid[12:16]}-{guid[16:20]}-{guid[20:]}"
+            return self._registry_writer(guid)
+        if raw and raw[0] == 0 and len(raw) == _CONFLUENT_HEADER:
+            return self._registry_writer(int.from_bytes(raw[1:5], "big"))
+        raise DecodeError(
+            f"header {VALUE_SCHEMA_ID_HEADER} is not a schema id (0x00 + 4 bytes) or GUID (0x01 + 16 "
+            "bytes); fix the producer's serializer settings",
+            reason="bad_magic_byte",
+        )
+
+    def _registry_writer(self, key: int | str) -> _Writer:
+        cached = self._by_id.get(key)
+        if cached is not None:
+            return cached
+        what = f"registry id {key}" if isinstance(key, int) else f"registry GUID {key}"
+        if self._registry is None:
+            raise DecodeError(
+                f"the record names Schema Registry schema {what}, but no registry is configured; set the "
+                "registry URL (or produce with local schemas)",
+                reason="unknown_schema",
+            )
+        text = self._registry.by_id(key) if isinstance(key, int) else self._registry.by_guid(key)
+        try:
+            schema = parse_schema(text, source=what)
+        except ValueError as exc:
+            raise DecodeError(f"{exc}; register an Avro record schema", reason="schema_mismatch") from exc
+        writer = self._by_id[key] = self._writer(schema)
+        return writer
+
+    def _writer(self, schema: AvroSchema) -> _Writer:
+        same = schema.canonical == self._reader.canonical
+        return _Writer(schema=schema, reader=None if same else self._reader.parsed)
+
+    def _avro(self, value: bytes, offset: int, writer: _Writer) -> Event:
+        buf = io.BytesIO(value)
+        buf.seek(offset)
+        try:
+            record = fastavro.schemaless_reader(buf, writer.schema.parsed, writer.reader)
+        except UnicodeDecodeError as exc:
+            raise DecodeError(
+                f"a string in the Avro record is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                "fix the producer's string encoding",
+                reason="invalid_utf8",
+            ) from None
+        except fastavro.read.SchemaResolutionError as exc:
+            raise DecodeError(
+                f"writer schema {writer.schema.name} ({writer.schema.source}) cannot be read as "
+                f"{self._reader.name}: {exc}; produce with a schema compatible with "
+                "schemas/segment_event.avsc (see schemas/README.md)",
+                reason="schema_mismatch",
+            ) from None
+        except RecursionError:
+            raise DecodeError(
+                "the Avro record nests values too deeply to decode; flatten the event",
+                reason="schema_mismatch",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - fastavro signals bad bytes with many exception types
+            if buf.tell() >= len(value) or isinstance(exc, EOFError):
+                raise DecodeError(
+                    f"the Avro record ends early ({len(value)} bytes, writer schema {writer.schema.source}); "
+                    "the record was cut, or was written with another schema",
+                    reason="truncated",
+                ) from None
+            raise DecodeError(
+                f"the bytes do not match writer schema {writer.schema.source} ({type(exc).__name__} at "
+                f"byte {buf.tell()}); the producer used another schema or corrupted the record",
+                reason="schema_mismatch",
+            ) from None
+        if buf.tell() != len(value):
+            raise DecodeError(
+                f"{len(value) - buf.tell()} bytes left over after the record (writer schema "
+                f"{writer.schema.source}); the producer used another schema than the one named",
+                reason="schema_mismatch",
+            )
+        if not isinstance(record, dict):  # parse_schema only admits record schemas; kept for mypy
+            raise DecodeError(
+                f"writer schema {writer.schema.source} is not a record", reason="schema_mismatch"
+            )
+        try:
+            return to_event(from_avro(record))
+        except RecursionError:
+            raise DecodeError(
+                "the Avro record nests values too deeply to decode; flatten the event",
+                reason="schema_mismatch",
+            ) from None
+
+
+def _detect(value: bytes) -> str:
+    if not value:
+        raise DecodeError("the value is empty (0 bytes); events must carry a value", reason="truncated")
+    first = value[0]
+    if first == 0:
+        return "confluent"
+    if value[:2] == SINGLE_OBJECT_MAGIC:
+        return "single-object"
+    if first == 0x7B or value.lstrip()[:1] == b"{":
+        return "json"
+    if first == 0xC3 and len(value) == 1:
+        raise DecodeError("the value is 1 byte, a cut Avro single-object header", reason="truncated")
+    raise DecodeError(
+        f"first byte is 0x{first:02x}: neither 0x00 (Confluent wire format), 0xC3 0x01 (Avro "
+        "single-object) nor '{' (Segment JSON); for bare Avro set the encoding setting to schemaless",
+        reason="bad_magic_byte",
+    )
+
+
+def _reject_constant(name: str) -> JSON:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json(value: bytes) -> Event:
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"the value is not valid UTF-8 ({exc.reason} at byte {exc.start}); Segment JSON must be UTF-8",
+            reason="invalid_utf8",
+        ) from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise DecodeError(f"the value is not valid JSON: {exc}", reason="invalid_json") from None
+    except RecursionError:
+        raise DecodeError("the JSON nests values too deeply to decode", reason="invalid_json") from None
+    if not isinstance(data, dict):
+        raise DecodeError(
+            f"the JSON value is a {type(data).__name__}, not an object; send one Segment event per record",
+            reason="not_an_event",
+        )
+    return to_event(data)
+
+
+def to_event(data: Mapping[str, JSON]) -> Event:
+    """Check the Segment envelope's required fields and build the Event (DecodeError naming the field)."""
+    for name in ("type", "messageId"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value:
+            raise DecodeError(
+                f"field {name!r} is missing or not a non-empty string; every Segment event has a type "
+                "(track, identify, ...) and a messageId",
+                reason="not_an_event",
+            )
+    if data.get("userId") in (None, "") and data.get("anonymousId") in (None, ""):
+        raise DecodeError(
+            "the event has neither userId nor anonymousId; Segment events carry at least one",
+            reason="not_an_event",
+        )
+    return Event.from_segment(data)
+
+
+def _header(headers: Headers, name: str) -> bytes | None:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        if key == name:
+            return value.encode() if isinstance(value, str) else (value or b"")
+    return None
