@@ -1,0 +1,193 @@
+"""`kafka-twilio validate` and `kafka-twilio preview`: check mappings and dry-run events, sending nothing.
+
+`preview_event` is the pure core (also used by the demo); the two `*_main` functions are the CLI edge:
+argument parsing, reading files, printing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from consumer.errors import MappingError, RenderError
+from consumer.event import Event
+from consumer.mapping import Mapping, load_mappings
+from consumer.match import MatchIndex
+from consumer.render import OutboundMessage, Skip, render
+
+MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one mapping would do with one event."""
+
+    mapping_id: str
+    action: str  # "send" | "skip" | "error" | "not_fired"
+    reason: str = ""  # bounded label for skip / error / not_fired
+    detail: str = ""
+    message: OutboundMessage | None = None
+
+
+def preview_event(index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime) -> list[Outcome]:
+    """Every mapping the index considers for `event`: the request it would send, or why not."""
+    outcomes: list[Outcome] = []
+    for verdict in index.explain(event):
+        mapping = verdict.mapping
+        if verdict.reason is not None:
+            outcomes.append(Outcome(mapping.id, "not_fired", verdict.reason))
+            continue
+        try:
+            result = render(event, mapping, default_region=default_region, now=now)
+        except RenderError as exc:
+            outcomes.append(Outcome(mapping.id, "error", exc.reason, exc.message))
+            continue
+        if isinstance(result, Skip):
+            outcomes.append(Outcome(mapping.id, "skip", result.reason, result.detail))
+        else:
+            outcomes.append(Outcome(mapping.id, "send", message=result))
+    return outcomes
+
+
+def _describe(event: Event) -> str:
+    name = f' "{event.event}"' if event.event else ""
+    return f"{event.type or '?'}{name}, messageId {event.message_id or '?'}"
+
+
+def _print_outcome(outcome: Outcome, out: TextIO) -> None:
+    message = outcome.message
+    if message is None:
+        label = {"not_fired": "NOT FIRED", "skip": "SKIP", "error": "ERROR"}[outcome.action]
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        print(f"  {label:9} {outcome.mapping_id} ({outcome.reason}){detail}", file=out)
+        return
+    plural = "s" if message.segments != 1 else ""
+    what = f"{message.channel} to {message.to} via {message.sender_kind}, {message.segments} segment{plural}"
+    print(f"  SEND      {outcome.mapping_id}: {what}", file=out)
+    print(f"            POST {MESSAGES_PATH}", file=out)
+    for key, value in message.params:
+        print(f"            {key}={value}", file=out)
+    gates = []
+    if message.dedup_key:
+        gates.append(f"dedup {message.dedup_key!r} for {message.dedup_window_s:g}s")
+    if message.quiet_hours is not None:
+        qh = message.quiet_hours
+        gates.append(f"quiet hours {qh.start:%H:%M}-{qh.end:%H:%M} {message.timezone} ({qh.action})")
+    if message.frequency_cap is not None:
+        cap = message.frequency_cap
+        gates.append(f"cap {cap.limit} per {cap.window_s:g}s ({cap.scope})")
+    if gates:
+        print(f"            gates: {'; '.join(gates)}", file=out)
+
+
+def _outcome_json(number: int, outcome: Outcome) -> dict[str, object]:
+    data: dict[str, object] = {"event": number, "mapping": outcome.mapping_id, "action": outcome.action}
+    if outcome.reason:
+        data["reason"] = outcome.reason
+    if outcome.detail:
+        data["detail"] = outcome.detail
+    if outcome.message is not None:
+        data["params"] = [list(p) for p in outcome.message.params]
+        data["segments"] = outcome.message.segments
+        data["dedup_key"] = outcome.message.dedup_key
+    return data
+
+
+def _read_events(path: str) -> Iterator[tuple[int, str]]:
+    handle = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _load(paths: Sequence[str], err: TextIO) -> tuple[Mapping, ...] | None:
+    try:
+        return load_mappings(*(Path(p) for p in paths))
+    except MappingError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        print(f"{len(exc.problems)} problem(s) found.", file=err)
+        return None
+
+
+def _now(parser: argparse.ArgumentParser, text: str | None) -> dt.datetime:
+    if not text:
+        return dt.datetime.now(dt.UTC)
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        parser.error(f"--now {text!r} is not an ISO-8601 time, e.g. 2026-03-02T10:00:00Z")
+    return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+
+
+def validate_main(argv: list[str]) -> int:
+    """Check mapping files and report every problem at once; exit 1 when there is any."""
+    parser = argparse.ArgumentParser(prog="kafka-twilio validate", description=validate_main.__doc__)
+    parser.add_argument("mappings", nargs="+", metavar="MAPPINGS", help="mapping YAML file(s)")
+    args = parser.parse_args(argv)
+    mappings = _load(args.mappings, sys.stderr)
+    if mappings is None:
+        return 1
+    enabled = sum(m.enabled for m in mappings)
+    print(f"OK: {len(mappings)} mapping(s) ({enabled} enabled) in {len(args.mappings)} file(s).")
+    return 0
+
+
+def preview_main(argv: list[str]) -> int:
+    """Show which mappings fire for each event and the exact Twilio request each would send."""
+    parser = argparse.ArgumentParser(prog="kafka-twilio preview", description=preview_main.__doc__)
+    parser.add_argument("--mappings", required=True, nargs="+", action="extend", help="mapping YAML file(s)")
+    parser.add_argument(
+        "--events", required=True, help="Segment-shaped events, one JSON object a line (- = stdin)"
+    )
+    parser.add_argument("--default-region", default="US", help="region for numbers without a country code")
+    parser.add_argument("--now", help="the render time, ISO-8601 (default: the current time)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per outcome")
+    args = parser.parse_args(argv)
+    now = _now(parser, args.now)
+    mappings = _load(args.mappings, sys.stderr)
+    if mappings is None:
+        return 1
+    index = MatchIndex(mappings)
+    totals: Counter[str] = Counter()
+    bad_lines = 0
+    try:
+        lines = list(_read_events(args.events))
+    except OSError as exc:
+        print(f"cannot read {args.events}: {exc.strerror}", file=sys.stderr)
+        return 2
+    for number, line in lines:
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            bad_lines += 1
+            print(f"{args.events}:{number}: not a JSON event object ({exc}); skipped", file=sys.stderr)
+            continue
+        event = Event.from_segment(data)
+        outcomes = preview_event(index, event, default_region=args.default_region, now=now)
+        totals.update(o.action if o.action == "send" else f"{o.action}:{o.reason}" for o in outcomes)
+        if not any(o.action != "not_fired" for o in outcomes):
+            totals["events_firing_nothing"] += 1
+        if args.json:
+            for outcome in outcomes or [Outcome("", "no_match")]:
+                print(json.dumps(_outcome_json(number, outcome), ensure_ascii=False))
+            continue
+        print(f"event {number} ({_describe(event)})")
+        if not outcomes:
+            print("  no mapping matched")
+        for outcome in outcomes:
+            _print_outcome(outcome, sys.stdout)
+    if not args.json:
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(totals.items()))
+        print(f"\n{len(lines) - bad_lines} event(s): {summary or 'nothing matched'}")
+    return 1 if bad_lines else 0
