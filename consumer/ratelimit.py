@@ -1,0 +1,265 @@
+"""Send pacing: per-sender rate limits, adaptive concurrency and the gate that enforces it.
+
+The decisions are pure given a clock: `TokenBucket.reserve` returns how long to wait instead of
+sleeping, so the run loop can schedule the send and keep serving other recipients meanwhile
+(invariants 4 and 6), and tests drive time by hand.
+
+Default sender rates (reference/twilio-api.md, "Limits a high-volume sender meets"):
+
+    long_code          1 segment/s   US 10DLC / long code
+    toll_free          3 segments/s  Twilio's default for a verified toll-free number
+    short_code       100 segments/s
+    alphanumeric       1 segment/s   no published figure; paced like a long code to be safe
+    whatsapp          10 messages/s  text; WhatsApp counts messages, never segments
+    messaging_service  0 (unlimited) the service spreads load over its sender pool and queues it
+                                     at Twilio; cap one with a per-sender override
+    messenger          0 (unlimited) no published per-sender figure
+
+A rate of 0 means unlimited. Exceeding a rate is not fatal at Twilio (the sender queue holds ~10 h),
+but it makes the queue, and so the delay to the recipient, grow until 21611 "queue full".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+from consumer.errors import SettingsError
+
+Clock = Callable[[], float]
+
+DEFAULT_RATES: Mapping[str, float] = {
+    "long_code": 1.0,
+    "toll_free": 3.0,
+    "short_code": 100.0,
+    "alphanumeric": 1.0,
+    "whatsapp": 10.0,
+    "messaging_service": 0.0,
+    "messenger": 0.0,
+}
+
+# Kinds whose throughput Twilio measures in SMS segments; the others count whole messages.
+SEGMENT_KINDS = frozenset({"long_code", "toll_free", "short_code", "alphanumeric", "messaging_service"})
+
+UNITS = ("messages", "segments")
+
+
+class TokenBucket:
+    """A token bucket that hands out reservations: `rate` tokens per second, at most `burst` saved.
+
+    A reservation is taken at once and may push the balance below zero; later reservations see the
+    debt and wait behind it, so callers are served in the order they asked (fair queueing).
+    """
+
+    def __init__(self, rate: float, burst: float, *, clock: Clock) -> None:
+        if rate < 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a finite number >= 0 (0 = unlimited), got {rate}")
+        if rate > 0 and burst <= 0:
+            raise ValueError(f"burst must be > 0, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._last = clock()
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Take `cost` tokens now; return the seconds to wait before acting on them (0 when available)."""
+        if self.rate == 0:
+            return 0.0
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
+        self._last = now
+        # A cost above the burst could never be saved up; it waits for a full bucket, then runs into debt.
+        need = min(cost, self.burst)
+        wait = max(0.0, need - self._tokens) / self.rate
+        self._tokens -= cost
+        return wait
+
+
+class SenderLimits:
+    """One token bucket per sender, created on first use, with rates by sender kind or per sender."""
+
+    def __init__(
+        self,
+        defaults: Mapping[str, float] | None = None,
+        overrides: Mapping[str, float] | None = None,
+        *,
+        unit: str = "segments",
+        burst_s: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if unit not in UNITS:
+            raise SettingsError(f"rate-limit unit {unit!r} is not known: use 'messages' or 'segments'")
+        unknown = sorted(set(defaults or {}) - set(DEFAULT_RATES))
+        if unknown:
+            raise SettingsError(
+                f"rate-limit defaults name unknown sender kinds {unknown}: use {', '.join(DEFAULT_RATES)}"
+            )
+        rates = {**DEFAULT_RATES, **(defaults or {})}
+        bad = sorted(
+            k for k, v in {**rates, **(overrides or {})}.items() if not (v >= 0 and math.isfinite(v))
+        )
+        if bad:
+            raise SettingsError(f"rate limits for {bad} must be numbers >= 0 per second (0 = unlimited)")
+        if burst_s <= 0:
+            raise SettingsError(f"rate-limit burst must be > 0 seconds of sending, got {burst_s}")
+        self.unit = unit
+        self._rates = rates
+        self._overrides = dict(overrides or {})
+        self._burst_s = burst_s
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def rate_for(self, sender: str, sender_kind: str) -> float:
+        """Per-second rate for this sender: its override, else its kind's default (long code if unknown)."""
+        if sender in self._overrides:
+            return self._overrides[sender]
+        return self._rates.get(sender_kind, self._rates["long_code"])
+
+    def cost(self, sender_kind: str, segments: int) -> float:
+        """Tokens one message costs: its segments for SMS senders when counting segments, else 1."""
+        if self.unit == "segments" and sender_kind in SEGMENT_KINDS:
+            return float(max(1, segments))
+        return 1.0
+
+    def reserve(self, sender: str, sender_kind: str, segments: int) -> float:
+        """Reserve one message for `sender`; return the seconds to wait before sending it."""
+        bucket = self._buckets.get(sender)
+        if bucket is None:
+            rate = self.rate_for(sender, sender_kind)
+            bucket = self._buckets[sender] = TokenBucket(
+                rate, max(1.0, rate * self._burst_s), clock=self._clock
+            )
+        return bucket.reserve(self.cost(sender_kind, segments))
+
+
+class AdaptiveLimit:
+    """AIMD concurrency limit: x`backoff` on throttling (once per cooldown), +1 per `limit` successes."""
+
+    def __init__(
+        self,
+        initial: int,
+        minimum: int = 1,
+        maximum: int | None = None,
+        *,
+        backoff: float = 0.7,
+        cooldown_s: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        maximum = initial if maximum is None else maximum
+        if not 1 <= minimum <= initial <= maximum:
+            raise ValueError(f"need 1 <= minimum <= initial <= maximum, got {minimum}, {initial}, {maximum}")
+        if not 0 < backoff < 1:
+            raise ValueError(f"backoff must be between 0 and 1, got {backoff}")
+        self.minimum = minimum
+        self.maximum = maximum
+        self._value = float(initial)
+        self._backoff = backoff
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self._last_decrease: float | None = None
+        self._successes = 0
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight now."""
+        return max(self.minimum, int(self._value))
+
+    def on_throttle(self) -> bool:
+        """Twilio said slow down (429/20429, queue full). Return True when the limit was lowered.
+
+        Requests already in flight when the first 429 arrives tend to be throttled too; counting a
+        whole burst of them as one signal avoids collapsing the limit to the minimum at once.
+        """
+        now = self._clock()
+        if self._last_decrease is not None and now - self._last_decrease < self._cooldown_s:
+            return False
+        self._last_decrease = now
+        self._value = max(float(self.minimum), self._value * self._backoff)
+        self._successes = 0
+        return True
+
+    def on_success(self) -> None:
+        """A request went through; every `limit` successes (about one round trip) add one slot."""
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self._value = min(float(self.maximum), self._value + 1)
+
+
+class ConcurrencyGate:
+    """An asyncio semaphore whose limit can change while tasks wait; waiters are served in order.
+
+    Lowering the limit never interrupts work in flight: it only holds new entries until enough
+    slots are released. Raising it wakes as many waiters as now fit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self._limit = limit
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"limit must be >= 0, got {value}")
+        self._limit = value
+        self._wake()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        """Wait for a slot, behind anyone already waiting."""
+        if not self._waiters and self._in_flight < self._limit:
+            self._in_flight += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # The slot was handed over just before the cancellation landed: pass it on.
+                self._in_flight -= 1
+                self._wake()
+            elif future in self._waiters:  # _wake() may already have dropped it as done
+                self._waiters.remove(future)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back."""
+        if self._in_flight <= 0:
+            raise RuntimeError("ConcurrencyGate.release() called more times than acquire()")
+        self._in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self._limit:
+            future = self._waiters.popleft()
+            if not future.done():
+                self._in_flight += 1
+                future.set_result(None)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
