@@ -1,0 +1,117 @@
+"""Twilio's rules for a Messages create request that the OpenAPI spec does not express.
+
+The spec marks only `To` as required and leaves the rest to a vendor extension
+(`x-twilio.conditional`: one of From/MessagingServiceSid, one of Body/MediaUrl/ContentSid) and to
+prose. These are checked here, purely, for both the simulator and the contract tests.
+
+Codes are Twilio's where Twilio documents one for the rule; `INVALID_PARAMETER` is the simulator's
+generic code for a request that breaks the spec's own schema or an undocumented rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+INVALID_PARAMETER = 20001
+MAX_BODY_CHARS = 1600
+MAX_MEDIA_URLS = 10
+MAX_TAGS = 10
+MAX_VALIDITY_PERIOD_S = 36000
+
+#: Form keys the spec declares as arrays (one repeated key per value); every other key appears once.
+REPEATABLE = frozenset({"MediaUrl", "PersistentAction"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: the Twilio error code it earns, the field, and what to fix."""
+
+    code: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message} (Twilio {self.code})"
+
+
+def message_problems(params: Sequence[tuple[str, str]]) -> list[Problem]:  # noqa: PLR0912  flat rule list
+    """Return every conditional-rule violation of a Messages create form, in a stable order."""
+    problems: list[Problem] = []
+    seen: dict[str, list[str]] = {}
+    for key, value in params:
+        seen.setdefault(key, []).append(value)
+
+    for key, values in seen.items():
+        if len(values) > 1 and key not in REPEATABLE:
+            problems.append(Problem(INVALID_PARAMETER, key, f"sent {len(values)} times; send it once"))
+
+    def one(key: str) -> str | None:
+        values = seen.get(key)
+        return values[0] if values else None
+
+    if not one("To"):
+        problems.append(Problem(21604, "To", "a 'To' phone number is required"))
+    if not one("From") and not one("MessagingServiceSid"):
+        problems.append(Problem(21603, "From", "a 'From' or 'MessagingServiceSid' parameter is required"))
+    if not one("Body") and not seen.get("MediaUrl") and not one("ContentSid"):
+        problems.append(Problem(21619, "Body", "a Body, a MediaUrl or a ContentSid is required"))
+
+    body = one("Body")
+    if body is not None and len(body) > MAX_BODY_CHARS:
+        problems.append(
+            Problem(21617, "Body", f"{len(body)} characters; the limit is {MAX_BODY_CHARS} (shorten it)")
+        )
+    media = seen.get("MediaUrl", [])
+    if len(media) > MAX_MEDIA_URLS:
+        problems.append(
+            Problem(21623, "MediaUrl", f"{len(media)} URLs; at most {MAX_MEDIA_URLS} are allowed")
+        )
+
+    variables = one("ContentVariables")
+    if variables is not None:
+        problem = _json_object_of_strings(variables)
+        if problem:
+            problems.append(Problem(21656, "ContentVariables", problem))
+        if not one("ContentSid"):
+            problems.append(Problem(INVALID_PARAMETER, "ContentVariables", "sent without a ContentSid"))
+
+    tags = one("Tags")
+    if tags is not None:
+        problem = _json_object_of_strings(tags)
+        if problem:
+            problems.append(Problem(INVALID_PARAMETER, "Tags", problem))
+        elif len(json.loads(tags)) > MAX_TAGS:
+            problems.append(Problem(INVALID_PARAMETER, "Tags", f"more than {MAX_TAGS} tags"))
+
+    validity = one("ValidityPeriod")
+    if validity is not None and (not validity.isdigit() or not 1 <= int(validity) <= MAX_VALIDITY_PERIOD_S):
+        problems.append(
+            Problem(INVALID_PARAMETER, "ValidityPeriod", f"must be 1..{MAX_VALIDITY_PERIOD_S} seconds")
+        )
+
+    schedule_type, send_at = one("ScheduleType"), one("SendAt")
+    if (schedule_type is None) != (send_at is None):
+        problems.append(Problem(35111, "ScheduleType", "SendAt and ScheduleType=fixed go together"))
+    if schedule_type is not None and not one("MessagingServiceSid"):
+        problems.append(Problem(35118, "MessagingServiceSid", "scheduling needs a MessagingServiceSid"))
+    if one("ShortenUrls") == "true" and not one("MessagingServiceSid"):
+        problems.append(
+            Problem(INVALID_PARAMETER, "ShortenUrls", "link shortening needs a MessagingServiceSid")
+        )
+    return problems
+
+
+def _json_object_of_strings(text: str) -> str:
+    """Return why `text` is not a JSON object whose values are all strings, or "" when it is."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "is not valid JSON"
+    if not isinstance(value, dict):
+        return "must be a JSON object"
+    bad = sorted(k for k, v in value.items() if not isinstance(v, str))
+    if bad:
+        return f"values must be strings (not for {', '.join(bad)})"
+    return ""

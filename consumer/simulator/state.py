@@ -1,0 +1,131 @@
+"""The simulator's memory: messages received, sender queues, and the random draws it makes.
+
+Time is the event loop's clock, passed in as `now` so the queue arithmetic is plain.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from consumer.simulator.config import SimulatorConfig
+
+
+@dataclass
+class StoredMessage:
+    """One accepted message and its simulated life: queued until `sent_at`, then `final_status`."""
+
+    sid: str
+    params: list[tuple[str, str]]
+    received_at: str  # ISO 8601 wall-clock time, for humans and tests
+    date_created: str  # RFC 2822, as Twilio formats dates
+    num_segments: int
+    sent_at: float  # loop time the sender queue releases it
+    done_at: float  # loop time of the final status
+    final_status: str = "delivered"
+    error_code: int | None = None
+
+    def first(self, key: str) -> str | None:
+        return next((v for k, v in self.params if k == key), None)
+
+    def status_at(self, now: float, initial: str) -> str:
+        if now >= self.done_at:
+            return self.final_status
+        return "sent" if now >= self.sent_at else initial
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """What /_sim/messages shows for this message."""
+        return {
+            "sid": self.sid,
+            "To": self.first("To"),
+            "From": self.first("From"),
+            "MessagingServiceSid": self.first("MessagingServiceSid"),
+            "Body": self.first("Body"),
+            "ContentSid": self.first("ContentSid"),
+            "params": [list(p) for p in self.params],
+            "received_at": self.received_at,
+            "num_segments": self.num_segments,
+            "status": self.status_at(now, "queued"),
+        }
+
+
+@dataclass
+class SimulatorState:
+    config: SimulatorConfig
+    rng: random.Random = field(default_factory=random.Random)
+    messages: deque[StoredMessage] = field(default_factory=deque)
+    by_sid: dict[str, StoredMessage] = field(default_factory=dict)
+    sender_free_at: dict[str, float] = field(default_factory=dict)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    answers: Counter[str] = field(default_factory=Counter)  # "201", "429/20429", ... for /_sim/stats
+
+    def __post_init__(self) -> None:
+        if self.config.seed is not None:
+            self.rng.seed(self.config.seed)
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self.by_sid.clear()
+        self.sender_free_at.clear()
+        self.answers.clear()
+        self.peak_in_flight = 0
+
+    def latency_s(self) -> float:
+        c = self.config
+        jitter = self.rng.uniform(-c.latency_jitter_ms, c.latency_jitter_ms) if c.latency_jitter_ms else 0.0
+        return max(0.0, c.latency_ms + jitter) / 1000.0
+
+    def draw_failure(self) -> tuple[str, int] | None:
+        """Injected failure for this request: ("timeout"|"disconnect"|"error", code) or None."""
+        c = self.config
+        if not (c.timeout_rate or c.disconnect_rate or c.error_rates):
+            return None
+        r = self.rng.random()
+        for kind, code, rate in (
+            ("timeout", 0, c.timeout_rate),
+            ("disconnect", 0, c.disconnect_rate),
+            *(("error", code, rate) for code, rate in c.error_rates.items()),
+        ):
+            if r < rate:
+                return kind, code
+            r -= rate
+        return None
+
+    def enqueue(self, sender: str, kind: str, segments: int, now: float) -> float | None:
+        """Put `segments` on the sender's queue; return when they leave it, or None when it is full."""
+        rate = self.config.sender_rates.get(kind) or 1.0
+        start = max(now, self.sender_free_at.get(sender, now))
+        if start - now > self.config.queue_seconds:
+            return None
+        self.sender_free_at[sender] = start + segments / rate
+        return start
+
+    def store(self, params: list[tuple[str, str]], num_segments: int, sent_at: float) -> StoredMessage:
+        wall = datetime.now(UTC)
+        final_status, error_code = "delivered", None
+        for code, rate in self.config.delivery_error_rates.items():
+            if self.rng.random() < rate:
+                final_status, error_code = "undelivered", code
+                break
+        message = StoredMessage(
+            sid="SM" + uuid.uuid4().hex,
+            params=params,
+            received_at=wall.isoformat(),
+            date_created=format_datetime(wall, usegmt=True),
+            num_segments=num_segments,
+            sent_at=sent_at,
+            done_at=sent_at + self.config.status_callback_delay_ms / 1000.0,
+            final_status=final_status,
+            error_code=error_code,
+        )
+        self.messages.append(message)
+        self.by_sid[message.sid] = message
+        while len(self.messages) > self.config.max_stored_messages:
+            self.by_sid.pop(self.messages.popleft().sid, None)
+        return message
