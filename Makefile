@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml
 .PHONY: install
 install: $(STAMP) ## create .venv with runtime and dev dependencies (re-runs when pyproject.toml changes)
 
+.PHONY: tools
+tools: ## build kustomize, helm and the PromQL checker for the deploy tests (once; cached in .cache/)
+	bash deploy/tools.sh
+
 .PHONY: test
-test: install ## run every test; integration tests use KAFKA_BOOTSTRAP_SERVERS or start the local broker
+test: install tools ## run every test; integration tests use KAFKA_BOOTSTRAP_SERVERS or start the local broker
 	$(PY) -m pytest
 
 .PHONY: unit

@@ -5,7 +5,7 @@
      ├── DecodeError            bytes could not become an Event (dead-lettered, stage "decode")
      │    └── RegistryError     the Schema Registry was unreachable or answered an error
      ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
-     ├── RenderError            an Event × Mapping could not become a Twilio request
+     ├── RenderError            an Event x Mapping could not become a Twilio request
      ├── TwilioError            Twilio answered an error, or the request failed in transport
      └── KafkaError             the Kafka client reported a fatal error
 
@@ -89,12 +89,18 @@ class MappingError(ConsumerError):
 
 
 class RenderError(ConsumerError):
-    """An Event × Mapping could not become a Twilio request (bad template, bad field value)."""
+    """An Event x Mapping could not become a Twilio request (bad template, bad field value)."""
 
     stage = "render"
 
     def __init__(
-        self, message: str, *, reason: str, mapping_id: str = "", field: str = "", record: RecordRef | None = None
+        self,
+        message: str,
+        *,
+        reason: str,
+        mapping_id: str = "",
+        field: str = "",
+        record: RecordRef | None = None,
     ) -> None:
         super().__init__(message, record=record)
         self.reason = reason

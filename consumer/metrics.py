@@ -27,12 +27,15 @@ class Metrics:
         )
         self.outcomes = Counter(
             f"{p}_outcomes",
-            "Terminal outcome of every (record, mapping) pair: sent, skipped or dead_lettered, with a reason.",
+            "Final outcome of every (record, mapping) pair: sent, skipped or dead_lettered, with a reason.",
             ["mapping", "outcome", "reason"],
             registry=r,
         )
         self.records_finished = Counter(
-            f"{p}_records_finished", "Records whose every outcome is final (committable).", ["topic"], registry=r
+            f"{p}_records_finished",
+            "Records whose every outcome is final (committable).",
+            ["topic"],
+            registry=r,
         )
         self.twilio_requests = Counter(
             f"{p}_twilio_requests",
@@ -76,4 +79,6 @@ class Metrics:
             "Sends that failed after the request was written (Twilio may have sent them).",
             registry=r,
         )
-        self.ready = Gauge(f"{p}_ready", "1 when partitions are assigned and Twilio is reachable.", registry=r)
+        self.ready = Gauge(
+            f"{p}_ready", "1 when partitions are assigned and Twilio is reachable.", registry=r
+        )

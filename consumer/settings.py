@@ -1,18 +1,28 @@
 """Settings, read from the environment (optionally a .env-style file) and validated once at start-up.
 
-Nothing here is read at import time: `load_settings()` is called by the command that needs it, and
-every problem is reported at once, naming the variable and what to put in it.
+Nothing here is read at import time: `load_settings()` is the one place the environment is read (a
+test passes its own mapping instead), and every problem is reported at once, naming the variable and
+what to put in it. The models are plain pydantic models rather than pydantic-settings classes so no
+second, implicit read of `os.environ` can leak into a run configured otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from consumer.errors import SettingsError
 
@@ -20,16 +30,18 @@ ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 
 
-class TwilioSettings(BaseSettings):
+class TwilioSettings(BaseModel):
     """How to reach Twilio. Env prefix `TWILIO_`."""
 
-    model_config = SettingsConfigDict(env_prefix="TWILIO_", extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # KAFKA_PORT etc. belong to other tools
 
     account_sid: str = Field(default="", description="Account SID (AC + 32 hex); used in every URL path.")
     api_key_sid: str = Field(default="", description="API Key SID (SK…); the Basic-auth user. Preferred.")
     api_key_secret: SecretStr | None = Field(default=None, description="API Key secret.")
     auth_token: SecretStr | None = Field(default=None, description="Auth Token, used when no API key is set.")
-    region: str = Field(default="", description="Twilio region, e.g. ie1 or au1 (credentials are per region).")
+    region: str = Field(
+        default="", description="Twilio region, e.g. ie1 or au1 (credentials are per region)."
+    )
     edge: str = Field(default="", description="Twilio edge location, e.g. dublin or sydney.")
     base_url: str = Field(default="", description="Override of the API base URL (the simulator, a proxy).")
     content_base_url: str = Field(default="", description="Override of the Content API base URL.")
@@ -42,7 +54,9 @@ class TwilioSettings(BaseSettings):
     @classmethod
     def _account_sid(cls, v: str) -> str:
         if v and not ACCOUNT_SID.match(v):
-            raise ValueError("must be AC followed by 32 hex characters (find it on the Twilio Console home page)")
+            raise ValueError(
+                "must be AC followed by 32 hex characters (find it on the Twilio Console home page)"
+            )
         return v
 
     @field_validator("api_key_sid")
@@ -84,11 +98,11 @@ class TwilioSettings(BaseSettings):
         )
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(BaseModel):
     """How to reach Kafka. Env prefix `KAFKA_`; `KAFKA_CLIENT_<NAME>` passes any librdkafka setting
     through (`KAFKA_CLIENT_SECURITY_PROTOCOL=SASL_SSL` becomes `security.protocol`)."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # KAFKA_PORT etc. belong to other tools
 
     bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
     group_id: str = Field(default="kafka-twilio", description="Consumer group; replicas share it.")
@@ -98,12 +112,17 @@ class KafkaSettings(BaseSettings):
     schema_registry_url: str = Field(default="", description="Confluent-compatible registry URL, if any.")
     schema_registry_user: str = ""
     schema_registry_password: SecretStr | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a new consumer group starts."
+    )
     client: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka settings.")
 
     @field_validator("topics", mode="before")
     @classmethod
     def _csv(cls, v: object) -> object:
-        if isinstance(v, str) and not v.lstrip().startswith("["):
+        if isinstance(v, str) and v.lstrip().startswith("["):
+            return _json(v)
+        if isinstance(v, str):
             return [t.strip() for t in v.split(",") if t.strip()]
         return v
 
@@ -112,10 +131,10 @@ class KafkaSettings(BaseSettings):
         return {"bootstrap.servers": self.bootstrap_servers, **self.client}
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(BaseModel):
     """How the consumer behaves. Env prefix `CONSUMER_`."""
 
-    model_config = SettingsConfigDict(env_prefix="CONSUMER_", extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # KAFKA_PORT etc. belong to other tools
 
     mappings: Path = Field(default=Path("mappings.yaml"), description="Mapping file (YAML).")
     schemas_dir: Path = Field(default=Path("schemas"), description="Local Avro schemas (.avsc).")
@@ -131,7 +150,16 @@ class ServiceSettings(BaseSettings):
     drain_grace_s: float = Field(default=25.0, gt=0, description="SIGTERM/rebalance drain time limit.")
     commit_interval_s: float = Field(default=1.0, gt=0)
     dedup_window_s: float = Field(default=4 * 3600, ge=0, description="Default de-duplication window.")
+    sender_rates: dict[str, float] = Field(
+        default_factory=dict, description='Per-sender rate overrides, JSON: {"+14155550100": 3, "MG…": 50}.'
+    )
+    rate_unit: Literal["messages", "segments"] = "segments"
     log_level: str = "INFO"
+
+    @field_validator("sender_rates", mode="before")
+    @classmethod
+    def _json_object(cls, v: object) -> object:
+        return _json(v) if isinstance(v, str) else v
 
 
 class Settings(BaseModel):
@@ -153,7 +181,7 @@ def load_settings(env_file: Path | None = None, environ: dict[str, str] | None =
     if env_file is not None:
         env = {**_read_env_file(env_file), **env}
     problems: list[str] = []
-    parts: dict[str, BaseSettings] = {}
+    parts: dict[str, BaseModel] = {}
     for name, cls, prefix in (
         ("twilio", TwilioSettings, "TWILIO_"),
         ("kafka", KafkaSettings, "KAFKA_"),
@@ -164,7 +192,6 @@ def load_settings(env_file: Path | None = None, environ: dict[str, str] | None =
             values = {k: v for k, v in values.items() if not k.startswith("client_")}
             values["client"] = _client_passthrough(env)  # type: ignore[assignment]
         try:
-            # model_validate skips BaseSettings' own environment read: `environ` makes settings testable.
             parts[name] = cls.model_validate(values)
         except ValidationError as exc:
             for err in exc.errors():
@@ -176,14 +203,21 @@ def load_settings(env_file: Path | None = None, environ: dict[str, str] | None =
     return Settings(twilio=parts["twilio"], kafka=parts["kafka"], service=parts["service"])  # type: ignore[arg-type]
 
 
+def _json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at character {exc.pos})") from exc
+
+
 def _read_env_file(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from exc
     out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             out[key.strip()] = value.strip().strip("'\"")

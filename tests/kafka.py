@@ -69,7 +69,9 @@ def kafka_broker() -> Iterator[str]:
     # Start the project's own broker, and stop it again afterwards: a test run leaves nothing behind
     # that it did not find running.
     env = {**os.environ, "PYTHON": sys.executable}
-    result = subprocess.run(["bash", str(LOCAL_KAFKA), "up"], env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["bash", str(LOCAL_KAFKA), "up"], env=env, capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise BrokerUnavailable(f"could not start the local Kafka broker:\n{result.stderr[-3000:]}")
     try:
@@ -78,7 +80,9 @@ def kafka_broker() -> Iterator[str]:
         subprocess.run(["bash", str(LOCAL_KAFKA), "down"], env=env, capture_output=True, check=False)
 
 
-def create_topic(bootstrap: str, name: str | None = None, partitions: int = 1, config: dict[str, str] | None = None) -> str:
+def create_topic(
+    bootstrap: str, name: str | None = None, partitions: int = 1, config: dict[str, str] | None = None
+) -> str:
     """Create a fresh topic (unique name unless given) and wait until it exists."""
     topic = name or f"test-{uuid.uuid4().hex[:12]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})

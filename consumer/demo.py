@@ -1,0 +1,148 @@
+"""`kafka-twilio demo`: the whole path on sample events, on this machine, then a summary.
+
+Starts what is missing (the local Kafka broker unless KAFKA_BOOTSTRAP_SERVERS answers; the Twilio
+simulator unless real Twilio credentials are set), produces the sample events to a fresh topic, runs
+the consumer until it is idle, prints what happened, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from consumer.logs import configure_logging, mask_text
+from consumer.metrics import Metrics
+from consumer.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reachable(bootstrap: str) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=3)
+    except Exception:  # noqa: BLE001  anything means "not there"
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def kafka(bootstrap: str) -> Iterator[str]:
+    """Yield a reachable broker, starting the project's local one (and stopping it after) if needed."""
+    if _reachable(bootstrap):
+        yield bootstrap
+        return
+    script = ROOT / "deploy" / "kafka" / "local-kafka.sh"
+    if not script.exists():
+        raise SystemExit(f"no Kafka broker at {bootstrap} and no local broker script at {script}")
+    print(f"demo: no broker at {bootstrap}; starting the local Apache Kafka broker (first run fetches jars)")
+    env = {**os.environ, "PYTHON": sys.executable}
+    subprocess.run(["bash", str(script), "up"], check=True, env=env)  # noqa: S603,S607
+    try:
+        yield "127.0.0.1:" + os.environ.get("KAFKA_PORT", "9092")
+    finally:
+        subprocess.run(["bash", str(script), "down"], check=False, env=env)  # noqa: S603,S607
+
+
+@contextlib.contextmanager
+def twilio(real: bool) -> Iterator[dict[str, str]]:
+    """Yield TWILIO_* settings: the real account when configured, else a simulator on loopback."""
+    if real:
+        print("demo: real Twilio credentials found: messages WILL be sent")
+        yield {}
+        return
+    from consumer.simulator import SimulatorConfig, running_simulator
+
+    config = SimulatorConfig(latency_ms=50, latency_jitter_ms=20)
+    # The Content Templates the example mappings use, so the start-up template check passes.
+    extra = json.loads((ROOT / "examples" / "content-templates.json").read_text())
+    config = config.replace(
+        templates=[*config.templates, *({**t, "account_sid": config.account_sid} for t in extra)]
+    )
+    with running_simulator(config) as sim:
+        print(f"demo: Twilio simulator on {sim.base_url} (validates requests against the official spec)")
+        yield {
+            "TWILIO_BASE_URL": sim.base_url,
+            "TWILIO_CONTENT_BASE_URL": sim.base_url,
+            "TWILIO_MESSAGING_BASE_URL": sim.base_url,
+            "TWILIO_ACCOUNT_SID": sim.account_sid,
+            "TWILIO_API_KEY_SID": sim.api_key_sid,
+            "TWILIO_API_KEY_SECRET": sim.api_key_secret,
+        }
+        # After the consumer ran: show what reached "Twilio".
+        _print_received(sim.messages())
+
+
+def _print_received(received: list[dict[str, Any]]) -> None:
+    print(f"\nThe simulator accepted {len(received)} message(s):")
+    for m in received[:20]:
+        body = m.get("Body") or (f"ContentSid={m.get('ContentSid')}" if m.get("ContentSid") else "")
+        print(f"  to {mask_text(str(m.get('To', '')))}: {mask_text(str(body))[:70]}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kafka-twilio demo", description=__doc__)
+    parser.add_argument("--mappings", type=Path, default=ROOT / "examples" / "mappings.yaml")
+    parser.add_argument("--events", type=Path, default=ROOT / "examples" / "events.jsonl")
+    parser.add_argument("--partitions", type=int, default=3)
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")
+    base_env = load_settings()  # validates what the user set before we start anything
+    run = uuid.uuid4().hex[:8]
+    with kafka(base_env.kafka.bootstrap_servers) as bootstrap, twilio(base_env.twilio.configured) as tw:
+        topic, dlq, ledger = f"demo.events.{run}", f"demo.dead-letter.{run}", f"demo.sent.{run}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for name, parts in ((topic, args.partitions), (dlq, 1)):
+            admin.create_topics([NewTopic(name, parts, 1)])[name].result(timeout=30)
+        from consumer.produce import produce_events
+
+        events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
+        produced = produce_events(events, bootstrap=bootstrap, topic=topic, encoding="single-object",
+                                  schemas_dir=ROOT / "schemas")  # fmt: skip
+        # One record that is not an event at all, to show the dead-letter path.
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": bootstrap})
+        p.produce(topic, key=b"garbage", value=b"\xc3\x01not-avro")
+        p.flush(10)
+        print(f"demo: produced {produced + 1} records to {topic} ({args.partitions} partitions)")
+        env = {**tw,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": topic, "KAFKA_GROUP_ID": f"demo-{run}",
+            "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
+            "CONSUMER_MAPPINGS": str(args.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
+            "CONSUMER_METRICS_PORT": "0", "CONSUMER_METRICS_HOST": "127.0.0.1",
+        }  # fmt: skip
+        settings = load_settings(environ={**os.environ, **env})
+        outcomes: list[tuple[str, int, int, list[tuple[str, str, str]]]] = []
+        metrics = Metrics()
+        from consumer.service import Service, run_service
+
+        service = Service(
+            settings, metrics=metrics, journal=lambda *r: outcomes.append(r), exit_when_idle_s=2.0
+        )
+        code = run_service(service)
+        _summary(outcomes, produced + 1, service.metrics_port, metrics)
+        return code
+
+
+def _summary(outcomes: list[Any], produced: int, port: int | None, metrics: Metrics) -> None:
+    pairs: Counter[tuple[str, str]] = Counter()
+    for *_, results in outcomes:
+        for _mapping, outcome, reason in results:
+            pairs[(outcome, reason)] += 1
+    print(f"\nSummary: {len(outcomes)} of {produced} records finished")
+    for outcome in ("sent", "skipped", "dead_lettered"):
+        total = sum(n for (o, _), n in pairs.items() if o == outcome)
+        detail = ", ".join(f"{r}: {n}" for (o, r), n in sorted(pairs.items()) if o == outcome)
+        print(f"  {outcome:<14} {total:>4}   {detail}")
+    print(f"Metrics were served at http://127.0.0.1:{port}/metrics (kafka_twilio_* series)")

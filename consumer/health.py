@@ -1,0 +1,56 @@
+"""One HTTP port for Prometheus and Kubernetes: /metrics, /healthz (alive), /readyz (ready to work)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+
+#: Returns (ready, {check name: passed}) — computed on each probe, never cached.
+ReadinessCheck = Callable[[], tuple[bool, dict[str, bool]]]
+
+
+def build_app(
+    registry: CollectorRegistry, readiness: ReadinessCheck, alive: Callable[[], bool]
+) -> web.Application:
+    """The aiohttp application serving the three paths."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = alive()
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "event loop stalled\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, checks = readiness()
+        return web.Response(
+            status=200 if ready else 503,
+            text=json.dumps({"ready": ready, "checks": checks}) + "\n",
+            content_type="application/json",
+        )
+
+    app = web.Application()
+    app.router.add_get(METRICS_PATH, metrics)
+    app.router.add_get(HEALTH_PATH, healthz)
+    app.router.add_get(READY_PATH, readyz)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving on host:port (port 0 picks a free one); return the runner and the bound port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = port
+    for address in runner.addresses:  # the bound (host, port, ...) of each listening socket
+        bound = int(address[1])
+    return runner, bound
