@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,20 @@ def twilio(real: bool) -> Iterator[dict[str, str]]:
         _print_received(sim.messages())
 
 
+def _move_appointments_ahead(events: list[dict[str, Any]], now: datetime) -> None:
+    """The samples carry fixed dates; an appointment must lie 15 min to 35 days ahead for its
+    SendAt reminder to be valid, so the demo moves it to three days from now."""
+    when = (
+        (now + timedelta(days=3))
+        .replace(hour=15, minute=30, second=0, microsecond=0)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    for event in events:
+        scheduled = (event.get("properties") or {}).get("journey_context", {}).get("appointment_scheduled")
+        if isinstance(scheduled, dict) and "appointment_at" in (scheduled.get("properties") or {}):
+            scheduled["properties"]["appointment_at"] = when
+
+
 def _print_received(received: list[dict[str, Any]]) -> None:
     print(f"\nThe simulator accepted {len(received)} message(s):")
     for m in received[:20]:
@@ -107,6 +122,7 @@ def main(argv: list[str]) -> int:
         from consumer.produce import produce_events
 
         events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
+        _move_appointments_ahead(events, datetime.now(UTC))
         produced = produce_events(events, bootstrap=bootstrap, topic=topic, encoding="single-object",
                                   schemas_dir=ROOT / "schemas")  # fmt: skip
         # One record that is not an event at all, to show the dead-letter path.

@@ -20,6 +20,7 @@ check passes again, so a broken key does not burn the backlog into the dead-lett
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -319,22 +320,28 @@ class Dispatcher:
             now = self.clock()
             if cap_key:
                 self.caps.add(cap_key, now)
+            # Twilio's status (queued, accepted, scheduled) becomes the reason: a small, fixed set.
+            status = result.status or "accepted"
             if key and self.dedup is not None:
                 scope = (cap.scope or mid) if (cap := message.frequency_cap) is not None else ""
                 entry = LedgerEntry(
                     key, now, now + message.dedup_window_s, recipient_hash(message.recipient), mid, scope
                 )
-                self.dedup.record(entry, record.partition, lambda err: self._ledger_written(record, mid, err))
+                self.dedup.record(
+                    entry, record.partition, functools.partial(self._ledger_written, record, mid, status)
+                )
             else:
-                self.finish(record, mid, "sent", result.status or "accepted")
+                self.finish(record, mid, "sent", status)
             return
 
-    def _ledger_written(self, record: RecordState, mapping_id: str, err: Exception | None) -> None:
+    def _ledger_written(
+        self, record: RecordState, mapping_id: str, status: str, err: Exception | None
+    ) -> None:
         if err is not None:
             # The message went out; only our memory of it is at risk. Count it sent, say so loudly.
             where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
             log.error("de-duplication ledger write failed; a restart could resend: %s", err, extra=where)
-        self.finish(record, mapping_id, "sent", "accepted")
+        self.finish(record, mapping_id, "sent", status)
 
     async def _attempt(self, params: tuple[tuple[str, str], ...]) -> SendResult:
         async with self.gate:

@@ -132,7 +132,7 @@ async def test_every_record_of_a_mixed_stream_ends_in_exactly_one_outcome_and_po
     assert set(seen.values()) == {1}, "exactly once"
     assert all(len(results) == 1 for *_, results in journal)
     outcomes = Counter((results[0][1], results[0][2]) for *_, results in journal)
-    assert outcomes[("sent", "accepted")] == 6
+    assert outcomes[("sent", "accepted")] == 6  # a Messaging Service sender: Twilio says accepted
     assert outcomes[("skipped", "no_mapping")] == 2
     assert outcomes[("dead_lettered", "twilio_21211")] == 2
     assert sum(n for (o, _), n in outcomes.items() if o == "dead_lettered") == 5
@@ -298,3 +298,39 @@ async def test_the_sent_ledger_stops_duplicates_within_a_run_and_after_a_restart
     )
     assert Counter(results[0][2] for *_, results in again) == {"duplicate": 25}
     assert len(simulator.messages()) == 20
+
+
+async def test_a_rebalance_to_a_second_replica_drains_commits_and_neither_loses_nor_repeats(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    simulator: SimulatorHandle,
+    service_settings: Callable[..., Settings],
+) -> None:
+    simulator.configure(latency_ms=40, latency_jitter_ms=20)
+    topic = new_topic(partitions=4)
+    events = [order_event(n) for n in range(800)]
+    produce(kafka_bootstrap, topic, events)
+    # Slow enough (about 200/s) that the second replica joins mid-stream; a small buffer pauses partitions.
+    settings = service_settings([topic], CONSUMER_MAX_IN_FLIGHT=8, CONSUMER_MAX_BUFFERED=100)
+    journals: list[Journal] = [[], []]
+    replicas = [
+        Service(settings, journal=lambda *r, j=j: j.append(r), exit_when_idle_s=2, handle_signals=False)
+        for j in journals
+    ]
+    first = asyncio.create_task(replicas[0].run())
+    for _ in range(400):
+        await asyncio.sleep(0.05)
+        if len(simulator.messages()) >= 150:
+            break
+    second = asyncio.create_task(replicas[1].run())
+    assert await asyncio.wait_for(asyncio.gather(first, second), 120) == [0, 0]
+
+    bodies = Counter(m["Body"] for m in simulator.messages())
+    assert len(bodies) == len(events), "nothing lost"
+    assert max(bodies.values()) == 1, "nothing sent twice across the rebalance"
+    assert journals[1], "the second replica really took over partitions"
+    finished = Counter((p, o) for j in journals for _, p, o, _ in j)
+    assert len(finished) == len(events)
+    assert committed(kafka_bootstrap, settings.kafka.group_id, topic, 4) == offsets_of(
+        kafka_bootstrap, topic, 4
+    )
