@@ -149,7 +149,6 @@ class ServiceSettings(BaseModel):
     retry_cap_s: float = Field(default=60.0, gt=0)
     drain_grace_s: float = Field(default=25.0, gt=0, description="SIGTERM/rebalance drain time limit.")
     commit_interval_s: float = Field(default=1.0, gt=0)
-    dedup_window_s: float = Field(default=4 * 3600, ge=0, description="Default de-duplication window.")
     sender_rates: dict[str, float] = Field(
         default_factory=dict, description='Per-sender rate overrides, JSON: {"+14155550100": 3, "MG…": 50}.'
     )
