@@ -1,17 +1,24 @@
 """HTTP stack benchmark: Messages create throughput against the simulator at 50 ms latency.
 
 Side by side in one run, at 128 and 256 requests in flight (closed loop: each worker sends its next
-request when the previous answer arrives):
+request when the previous answer arrives), all posting the same form with the same headers through
+a pool sized to the level:
 - kafka-twilio TwilioClient (httpx API on the httpx-aiohttp transport, the shipped default)
-- the same TwilioClient on httpx's default transport (httpcore)
-- plain aiohttp posting the same form
-- the official twilio-python async client (AsyncTwilioHttpClient, as shipped)
+- plain aiohttp (one ClientSession, TCPConnector(limit=in_flight))
+- the official twilio-python async client (AsyncTwilioHttpClient; its session, which aiohttp caps
+  at 100 connections by default, is replaced by one sized to the level)
+- with --httpcore, once after the last round: the same TwilioClient on httpx's default transport
+  (httpcore), which reaches only a few per cent of the others (about 12 s more)
 
-The simulator runs as a separate `kafka-twilio simulator` process (uvloop, spec-schema validation
-on), so it does not share the client's event loop. Prints a table and writes
-bench/results/bench_http.json.
+Fairness: the simulator runs as a separate `kafka-twilio simulator` process (uvloop, spec-schema
+validation on); rounds are interleaved and the client order rotates each round; every run starts
+from a fresh event loop after a warm-up and a GC. The machine is shared, so each client's ratio is
+taken against the plain aiohttp run of the same round and level, and the table shows medians over
+rounds, the ratios' spread, and CPU per request (client process time / requests: the steadiest
+figure, it ignores time spent waiting). The simulator's CPU share shows when it, not the client, is
+the bottleneck. Prints a table and writes bench/results/bench_http.json.
 
-    .venv/bin/python bench/bench_http.py [--seconds 4] [--latency-ms 50] [--levels 128,256]
+    .venv/bin/python bench/bench_http.py [--rounds 7] [--seconds 1.0] [--levels 128,256] [--httpcore]
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -35,7 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumer.send import TwilioClient  # noqa: E402
+from consumer.send import USER_AGENT, TwilioClient  # noqa: E402
 from consumer.settings import TwilioSettings  # noqa: E402
 from consumer.simulator.config import (  # noqa: E402
     DEFAULT_ACCOUNT_SID,
@@ -43,14 +52,12 @@ from consumer.simulator.config import (  # noqa: E402
     DEFAULT_API_KEY_SID,
 )
 
+# No StatusCallback in the measured form: the callbacks would load the simulator process.
 PARAMS = [
     ("To", "+15551230001"),
     ("MessagingServiceSid", "MG" + "5" * 32),
     ("Body", "Your order 1234 has shipped. Track it at https://example.com/t/1234"),
-    ("StatusCallback", "http://127.0.0.1:9/status"),
 ]
-# No StatusCallback in the measured form: the callbacks would load the simulator process.
-PARAMS = PARAMS[:3]
 
 
 def start_simulator(port: int, latency_ms: float) -> subprocess.Popen[str]:
@@ -74,6 +81,21 @@ def start_simulator(port: int, latency_ms: float) -> subprocess.Popen[str]:
     return proc
 
 
+WARM_UP_S = 0.3
+BASELINE = "aiohttp (plain)"
+OURS = "kafka-twilio (httpx+aiohttp)"
+HTTPCORE = "kafka-twilio on httpx default"
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of another process (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def closed_loop(send: Callable[[], Awaitable[None]], in_flight: int, seconds: float) -> dict[str, Any]:
     done = errors = 0
     stop_at = time.perf_counter() + seconds
@@ -90,7 +112,6 @@ async def closed_loop(send: Callable[[], Awaitable[None]], in_flight: int, secon
     started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    # Client CPU per request is steadier than req/s on a shared machine: it ignores time spent waiting.
     return {
         "requests": done,
         "errors": errors,
@@ -100,27 +121,36 @@ async def closed_loop(send: Callable[[], Awaitable[None]], in_flight: int, secon
     }
 
 
-async def run_twilio_client(
-    base: str, in_flight: int, seconds: float, default_transport: bool
+async def warm_then_measure(
+    send: Callable[[], Awaitable[None]], in_flight: int, seconds: float
 ) -> dict[str, Any]:
-    settings = TwilioSettings(
+    await closed_loop(send, in_flight, WARM_UP_S)  # opens the pool's connections
+    return await closed_loop(send, in_flight, seconds)
+
+
+def settings_for(base: str) -> TwilioSettings:
+    return TwilioSettings(
         account_sid=DEFAULT_ACCOUNT_SID,
         api_key_sid=DEFAULT_API_KEY_SID,
         api_key_secret=DEFAULT_API_KEY_SECRET,  # type: ignore[arg-type]
         base_url=base,
     )
+
+
+async def run_twilio_client(
+    base: str, in_flight: int, seconds: float, default_transport: bool
+) -> dict[str, Any]:
     transport = None
     if default_transport:
         limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
         transport = httpx.AsyncHTTPTransport(limits=limits)
-    client = TwilioClient(settings, max_connections=in_flight, transport=transport)
+    client = TwilioClient(settings_for(base), max_connections=in_flight, transport=transport)
 
     async def send() -> None:
         await client.send(PARAMS)
 
     try:
-        await closed_loop(send, in_flight, 0.5)  # warm the pool
-        return await closed_loop(send, in_flight, seconds)
+        return await warm_then_measure(send, in_flight, seconds)
     finally:
         await client.aclose()
 
@@ -128,7 +158,13 @@ async def run_twilio_client(
 async def run_aiohttp(base: str, in_flight: int, seconds: float) -> dict[str, Any]:
     url = f"{base}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Messages.json"
     token = base64.b64encode(f"{DEFAULT_API_KEY_SID}:{DEFAULT_API_KEY_SECRET}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded"}
+    # The same headers TwilioClient sends, so both ask the simulator the same thing.
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Authorization": f"Basic {token}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
 
     async def send() -> None:
@@ -138,8 +174,7 @@ async def run_aiohttp(base: str, in_flight: int, seconds: float) -> dict[str, An
                 raise RuntimeError(body)
 
     try:
-        await closed_loop(send, in_flight, 0.5)
-        return await closed_loop(send, in_flight, seconds)
+        return await warm_then_measure(send, in_flight, seconds)
     finally:
         await session.close()
 
@@ -149,6 +184,10 @@ async def run_twilio_python(base: str, in_flight: int, seconds: float) -> dict[s
     from twilio.rest import Client
 
     http = AsyncTwilioHttpClient()
+    # As shipped its ClientSession has aiohttp's default 100-connection pool: size it like the others.
+    assert http.session is not None
+    await http.session.close()
+    http.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
     client = Client(DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET, DEFAULT_ACCOUNT_SID, http_client=http)
     client.api.base_url = base
     to, service, body = (v for _, v in PARAMS)
@@ -157,87 +196,143 @@ async def run_twilio_python(base: str, in_flight: int, seconds: float) -> dict[s
         await client.messages.create_async(to=to, messaging_service_sid=service, body=body)
 
     try:
-        await closed_loop(send, in_flight, 0.5)
-        return await closed_loop(send, in_flight, seconds)
+        return await warm_then_measure(send, in_flight, seconds)
     finally:
         await http.close()
 
 
 CLIENTS: dict[str, Callable[[str, int, float], Awaitable[dict[str, Any]]]] = {
-    "aiohttp (plain)": run_aiohttp,
-    "kafka-twilio (httpx+aiohttp)": lambda b, n, s: run_twilio_client(b, n, s, default_transport=False),
+    BASELINE: run_aiohttp,
+    OURS: lambda b, n, s: run_twilio_client(b, n, s, default_transport=False),
     "twilio-python async": run_twilio_python,
-    "kafka-twilio on httpx default": lambda b, n, s: run_twilio_client(b, n, s, default_transport=True),
 }
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def summarize(results: list[dict[str, Any]], names: list[str], levels: list[int]) -> list[dict[str, Any]]:
+    """Medians over rounds; each ratio is against the plain aiohttp run of the same round and level."""
+    base = {(r["round"], r["in_flight"]): r["rps"] for r in results if r["client"] == BASELINE}
+    summary = []
+    for name in names:
+        for lvl in levels:
+            runs = [r for r in results if r["client"] == name and r["in_flight"] == lvl]
+            ratios = [r["rps"] / base[r["round"], lvl] for r in runs if base.get((r["round"], lvl))]
+            sim = [r["simulator_cpu_share"] for r in runs if r.get("simulator_cpu_share") is not None]
+            summary.append({
+                "client": name, "in_flight": lvl, "rounds": len(runs),
+                "rps": round(median([r["rps"] for r in runs]), 1),
+                "ratio_vs_aiohttp": round(median(ratios), 3),
+                "ratio_min": round(min(ratios, default=0.0), 3),
+                "ratio_max": round(max(ratios, default=0.0), 3),
+                "client_cpu_us_per_request": round(median([r["client_cpu_us_per_request"] for r in runs]), 1),
+                "simulator_cpu_share": round(median(sim), 2) if sim else None,
+                "errors": sum(r["errors"] for r in runs),
+            })  # fmt: skip
+    return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--seconds", type=float, default=2.5, help="measured seconds per client, level, round"
+        "--seconds", type=float, default=1.0, help="measured seconds per client, level, round"
     )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds; the table shows their mean"
-    )
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the table shows medians")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--levels", default="128,256")
     parser.add_argument("--port", type=int, default=18099)
     parser.add_argument("--uvloop", action="store_true", help="run the clients on uvloop too")
+    parser.add_argument(
+        "--httpcore", action="store_true", help="add one round of httpx's default transport (httpcore)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    runner: Callable[[Awaitable[dict[str, Any]]], dict[str, Any]] = asyncio.run  # type: ignore[assignment]
+    if args.uvloop:
+        import uvloop
 
+        runner = uvloop.run
+
+    load_before = os.getloadavg()
     proc = start_simulator(args.port, args.latency_ms)
     base = f"http://127.0.0.1:{args.port}"
     results: list[dict[str, Any]] = []
+    names = list(CLIENTS)
+
+    def measure(name: str, run: Callable[[str, int, float], Awaitable[dict[str, Any]]], level: int,
+                round_: int, seconds: float) -> None:  # fmt: skip
+        gc.collect()
+        sim_started, wall_started = process_cpu_s(proc.pid), time.perf_counter()
+        result = runner(run(base, level, seconds))
+        sim_ended, wall = process_cpu_s(proc.pid), time.perf_counter() - wall_started
+        # Share of one core the simulator used over the run (warm-up included): near 1.0 it is the bottleneck.
+        share = (
+            None if sim_started is None or sim_ended is None else round((sim_ended - sim_started) / wall, 2)
+        )
+        results.append(
+            {
+                "client": name,
+                "in_flight": level,
+                "round": round_,
+                **result,
+                "simulator_cpu_share": share,
+                "wall_s": round(wall, 2),
+            }
+        )
+        print(
+            f"  r{round_} {name:30} {level:4}: {result['rps']:7.0f} r/s errors={result['errors']} "
+            f"cpu/req={result['client_cpu_us_per_request']:.0f}us simulator={share} wall={wall:.1f}s"
+        )
+
     try:
         for round_ in range(args.rounds):
             for level in levels:
-                for name, run in CLIENTS.items():
-                    seconds = args.seconds if "default" not in name else min(args.seconds, 2.0)
-                    runner = asyncio.run
-                    if args.uvloop:
-                        import uvloop
-
-                        runner = uvloop.run
-                    result = runner(run(base, level, seconds))
-                    results.append({"client": name, "in_flight": level, "round": round_, **result})
-                    print(
-                        f"  {name:30} {level:4}: {result['rps']:7.0f} r/s errors={result['errors']} "
-                        f"cpu/req={result['client_cpu_us_per_request']:.0f}us"
-                    )
+                shift = round_ % len(names)  # rotate so no client always follows the same one
+                for name in names[shift:] + names[:shift]:
+                    measure(name, CLIENTS[name], level, round_, args.seconds)
+        if args.httpcore:
+            for level in levels:  # about 1/30 of the others' throughput: one short round says enough
+                run = lambda b, n, s: run_twilio_client(b, n, s, default_transport=True)  # noqa: E731
+                measure(HTTPCORE, run, level, args.rounds - 1, min(args.seconds, 1.0))
+            names.append(HTTPCORE)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
 
+    summary = summarize(results, names, levels)
     ceiling = {lvl: lvl / (args.latency_ms / 1000) for lvl in levels}
-    print(f"\nlatency {args.latency_ms:g} ms; ceiling = in_flight / latency; ratio vs plain aiohttp")
-    print(f"{'client':32} " + " ".join(f"{f'{lvl} in flight, CPU/request':>30}" for lvl in levels))
-
-    def mean_rps(name: str, lvl: int, key: str = "rps") -> float:
-        runs = [r[key] for r in results if r["client"] == name and r["in_flight"] == lvl]
-        return sum(runs) / len(runs)
-
-    summary = []
-    for name in CLIENTS:
+    print(
+        f"\nlatency {args.latency_ms:g} ms, ceiling = in_flight / latency = "
+        + ", ".join(f"{c:.0f}" for c in ceiling.values())
+        + f" r/s; medians over {args.rounds} interleaved rounds; ratio = vs plain aiohttp in the same round"
+    )
+    header = "{:>7} {:>17} {:>7} {:>5}"
+    print(
+        f"{'client':30} "
+        + " | ".join(header.format("r/s", "ratio (min-max)", "cpu/req", "sim") for _ in levels)
+    )
+    print(f"{'':30} " + " | ".join(f"{f'{lvl} in flight':^39}" for lvl in levels))
+    for name in names:
         cells = []
-        for lvl in levels:
-            rps, base_rps = mean_rps(name, lvl), mean_rps("aiohttp (plain)", lvl)
-            ratio = rps / base_rps if base_rps else 0.0
-            cpu = mean_rps(name, lvl, "client_cpu_us_per_request")
-            summary.append(
-                {"client": name, "in_flight": lvl, "rps": round(rps, 1), "ratio_vs_aiohttp": round(ratio, 3),
-                 "client_cpu_us_per_request": round(cpu, 1)}
-            )  # fmt: skip
-            cells.append(f"{rps:>6.0f} r/s ({ratio:4.2f}x) {cpu:>5.0f}us")
-        print(f"{name:32} " + " ".join(f"{c:>30}" for c in cells))
+        for row in (r for r in summary if r["client"] == name):
+            spread = f"{row['ratio_vs_aiohttp']:.2f} ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
+            sim = f"{row['simulator_cpu_share']:.2f}" if row["simulator_cpu_share"] is not None else "-"
+            cells.append(
+                header.format(f"{row['rps']:.0f}", spread, f"{row['client_cpu_us_per_request']:.0f}us", sim)
+            )
+        print(f"{name:30} " + " | ".join(cells))
     out = ROOT / "bench" / "results" / "bench_http.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "latency_ms": args.latency_ms, "seconds": args.seconds, "levels": levels, "ceiling_rps": ceiling,
-        "cpu_count": os.cpu_count(), "client_loop": "uvloop" if args.uvloop else "asyncio",
-        "rounds": args.rounds, "summary": summary, "results": results,
+        "latency_ms": args.latency_ms, "seconds": args.seconds, "warm_up_s": WARM_UP_S, "levels": levels,
+        "ceiling_rps": ceiling, "cpu_count": os.cpu_count(), "load_average_before": load_before,
+        "client_loop": "uvloop" if args.uvloop else "asyncio", "rounds": args.rounds,
+        "statistic": "median over rounds; ratio per round against plain aiohttp of that round and level",
+        "summary": summary, "results": results,
     }, indent=2))  # fmt: skip
     print(f"\nwrote {out.relative_to(ROOT)}")
     return 0

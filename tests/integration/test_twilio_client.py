@@ -313,3 +313,46 @@ async def test_template_checks_report_every_mapping_problem_at_start_up(client: 
 async def test_messaging_services_are_listed(client: TwilioClient) -> None:
     services = await client.list_services()
     assert [s["sid"] for s in services] == ["MG" + "5" * 32]
+
+
+async def test_the_direct_send_path_writes_the_headers_and_body_twilio_expects() -> None:
+    """The fast path bypasses httpx's request building: check what really goes on the wire."""
+    import base64
+
+    from aiohttp import web
+
+    from consumer.send import USER_AGENT
+
+    seen: list[tuple[dict[str, str], bytes, str]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        seen.append((dict(request.headers), await request.read(), request.path))
+        body = {"sid": "SM" + "1" * 32, "status": "queued", "num_segments": "1", "error_code": None}
+        return web.json_response(body, status=201)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    account, key = "AC" + "a" * 32, "SK" + "b" * 32
+    settings = TwilioSettings(
+        account_sid=account, api_key_sid=key, api_key_secret="secret", base_url=f"http://127.0.0.1:{port}"
+    )
+    try:
+        async with TwilioClient(settings) as c:
+            result = await c.send(
+                [("To", "+14155550100"), ("MediaUrl", "https://a/1.png"), ("MediaUrl", "https://a/ä b.png")]
+            )
+    finally:
+        await runner.cleanup()
+    assert result.sid == "SM" + "1" * 32
+    [(headers, body, path)] = seen
+    assert path == f"/2010-04-01/Accounts/{account}/Messages.json"
+    assert headers["User-Agent"] == USER_AGENT
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{key}:secret".encode()).decode()
+    assert (
+        body == b"To=%2B14155550100&MediaUrl=https%3A%2F%2Fa%2F1.png&MediaUrl=https%3A%2F%2Fa%2F%C3%A4+b.png"
+    )
