@@ -50,7 +50,7 @@ class Sender(Protocol):
     async def send(self, params: tuple[tuple[str, str], ...]) -> SendResult: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RecordState:
     """One consumed record on its way to a terminal outcome (mutable; lives on the event loop)."""
 
@@ -118,13 +118,21 @@ class Dispatcher:
         self._lanes: dict[tuple[str, int, str], asyncio.Future[None]] = {}
         self._tasks: dict[tuple[str, int], set[asyncio.Task[None]]] = {}
         self._sending: set[asyncio.Task[Any]] = set()  # tasks whose request may be on the wire now
+        # Labelled children looked up once: labels() validates and locks on every call, and these
+        # run once or twice per message (the label sets are small and fixed, so the dict is too).
+        self._outcome_counters: dict[tuple[str, str, str], Any] = {}
+        self._accepted_requests = metrics.twilio_requests.labels("2xx", "")
         metrics.concurrency_limit.set(adaptive.limit)
 
     # -- outcomes ---------------------------------------------------------------------------------
 
     def finish(self, record: RecordState, mapping_id: str, outcome: str, reason: str) -> None:
         """Count one (record, mapping) outcome; when it was the record's last, the record is done."""
-        self.metrics.outcomes.labels(mapping_id or "none", outcome, reason).inc()
+        counter = self._outcome_counters.get((mapping_id, outcome, reason))
+        if counter is None:
+            counter = self.metrics.outcomes.labels(mapping_id or "none", outcome, reason)
+            self._outcome_counters[(mapping_id, outcome, reason)] = counter
+        counter.inc()
         record.outcomes.append((mapping_id, outcome, reason))
         record.remaining -= 1
         if record.remaining == 0:
@@ -359,7 +367,7 @@ class Dispatcher:
                 self._sending.discard(task)
                 self.metrics.in_flight.dec()
                 self.metrics.send_latency.observe(time.perf_counter() - started)
-        self.metrics.twilio_requests.labels("2xx", "").inc()
+        self._accepted_requests.inc()
         return result
 
     def _on_error(self, error: TwilioError, message: OutboundMessage) -> str:

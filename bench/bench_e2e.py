@@ -1,0 +1,506 @@
+"""End-to-end benchmark: Kafka events -> messages accepted by the Twilio simulator, per second.
+
+For each simulated latency (0, 50, 200 ms), side by side in one run against the same simulator
+process (`kafka-twilio simulator --uvloop --validation schema`):
+- raw HTTP ceiling: plain aiohttp (uvloop) posting the very form the service sends, to unique
+  recipients, with the same number of requests in flight (CONSUMER_MAX_IN_FLIGHT, default 256);
+- end to end: `python -m consumer.cli run --exit-when-idle 2` as its own process, consuming a fresh
+  topic of Avro (single-object) events: decode, match, render, gates, de-duplication ledger, send,
+  commit.
+Throughput is what the simulator accepted (201) per second from its first to its last accepted
+message (`received_at` of /_sim/messages), so start-up and the idle tail are not counted.
+
+Then memory: the service's peak RSS (VmHWM) after running a bounded time against a backlog of 1M
+records, side by side with a 100k backlog: with back-pressure (CONSUMER_MAX_BUFFERED) and librdkafka's
+queued.max.messages.kbytes the peak must not grow with the backlog.
+
+    .venv/bin/python bench/bench_e2e.py [--quick] [--latencies 0,50,200] [--messages N]
+
+Kafka: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092. Topics are created per run and deleted afterwards.
+Writes bench/results/bench_e2e.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from consumer.simulator.config import (  # noqa: E402
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_API_KEY_SECRET,
+    DEFAULT_API_KEY_SID,
+    DEFAULT_SERVICE_SID,
+)
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+PARTITIONS = 4
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# A Messaging Service sender: no per-sender rate limit in the service (Twilio queues on its side).
+MAPPING = textwrap.dedent(
+    f"""
+    version: 1
+    mappings:
+      - id: order-shipped
+        trigger:
+          event: Order Shipped
+        channel: sms
+        recipient:
+          sources: [properties.phone]
+        sender:
+          messaging_service: {DEFAULT_SERVICE_SID}
+        content:
+          body: "Hi {{{{ traits.first_name }}}}, order {{{{ properties.order_id }}}} has shipped."
+        policies:
+          consent: allow_unknown
+    """
+)
+
+# Placeholders of fixed width, swapped in the encoded bytes: Avro strings are length-prefixed, so an
+# equal-length substitution is a valid record, and a million of them take a second, not a minute.
+USER, MSG, PHONE, ORDER = "UUUUUUUUUU", "MMMMMMMMMMMMMMMMMMMM", "+1415PPPPPPP", "OOOOOOOOOO"
+TEMPLATE: dict[str, Any] = {
+    "type": "track",
+    "event": "Order Shipped",
+    "messageId": f"msg-{MSG}",
+    "userId": f"user-{USER}",
+    "timestamp": "2026-11-28T10:00:00.000Z",
+    "sentAt": "2026-11-28T10:00:00.120Z",
+    "receivedAt": "2026-11-28T10:00:00.200Z",
+    "properties": {
+        "order_id": f"A-{ORDER}",
+        "phone": PHONE,
+        "total": 59.9,
+        "currency": "EUR",
+        "carrier": "UPS",
+        "items": 3,
+    },
+    "traits": {"first_name": "Ana", "plan": "pro"},
+    "context": {
+        "ip": "203.0.113.7",
+        "locale": "en-US",
+        "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Safari/605.1.15",
+        "library": {"name": "analytics.js", "version": "5.2.0"},
+        "page": {"path": "/checkout/done", "url": "https://shop.example.com/checkout/done"},
+    },
+}
+
+
+# -- inputs -------------------------------------------------------------------------------------------
+
+
+class Events:
+    """Unique Avro events (unique messageId, user and recipient) from one encoded template."""
+
+    def __init__(self, run: str) -> None:
+        from consumer.produce import Encoder
+
+        self.run = run  # 6 chars: keeps message ids unique across runs sharing a ledger
+        self.template = Encoder(encoding="single-object", schemas_dir=ROOT / "schemas").encode(TEMPLATE)
+        for placeholder in (USER, MSG, PHONE, ORDER):
+            assert self.template.count(placeholder.encode()) == 1, placeholder
+
+    def value(self, i: int) -> bytes:
+        return (
+            self.template.replace(USER.encode(), f"{i:010d}".encode())
+            .replace(MSG.encode(), f"{self.run}-{i:013d}".encode())
+            .replace(PHONE.encode(), phone(i).encode())
+            .replace(ORDER.encode(), f"{i:010d}".encode())
+        )
+
+    def key(self, i: int) -> bytes:
+        return f"user-{i:010d}".encode()
+
+
+def phone(i: int) -> str:
+    """A valid, unique US number per i (exchanges 200-999 are valid in the NANP)."""
+    return f"+1415{2_000_000 + i % 8_000_000:07d}"
+
+
+def produce(events: Events, topic: str, count: int) -> float:
+    producer = Producer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
+    started = time.perf_counter()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=events.value(i), key=events.key(i))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(120):
+        raise SystemExit(f"could not deliver all {count} records to {topic}")
+    return time.perf_counter() - started
+
+
+def create_topics(admin: AdminClient, *topics: str) -> None:
+    futures = admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics], request_timeout=30)
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def delete_topics(admin: AdminClient, topics: list[str], group: str | None = None) -> None:
+    if group is not None:
+        for future in admin.delete_consumer_groups([group], request_timeout=30).values():
+            # A group that never committed does not exist: nothing to delete.
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+    existing = set(admin.list_topics(timeout=10).topics)
+    doomed = [t for t in topics if t in existing]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            try:
+                future.result(timeout=60)
+            except Exception as exc:  # noqa: BLE001  report and go on: cleanup must not hide results
+                print(f"  could not delete a topic: {exc}", file=sys.stderr)
+
+
+def rendered_form(events: Events) -> list[tuple[str, str]]:
+    """The exact form the service sends for event 0 (decode, match, render of the real mapping)."""
+    from consumer.decode import Decoder
+    from consumer.mapping import load_mappings
+    from consumer.match import MatchIndex
+    from consumer.render import OutboundMessage, render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.yaml"
+        path.write_text(MAPPING)
+        index = MatchIndex(load_mappings(path))
+    event = Decoder(schemas_dir=ROOT / "schemas", encoding="auto").decode(events.value(0))
+    (mapping,) = index.match(event)
+    message = render(event, mapping, default_region="US", now=datetime.now(UTC))
+    assert isinstance(message, OutboundMessage), message
+    return list(message.params)
+
+
+# -- processes ----------------------------------------------------------------------------------------
+
+
+class Simulator:
+    def __init__(self, port: int, latency_ms: float) -> None:
+        cmd = [sys.executable, "-m", "consumer.cli", "simulator", "--port", str(port),
+               "--latency-ms", str(latency_ms), "--validation", "schema", "--uvloop"]  # fmt: skip
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if not self.proc.stdout.readline():
+            raise SystemExit(f"simulator did not start: {' '.join(cmd)}")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=60) as response:
+            return json.loads(response.read())
+
+    def reset(self) -> None:
+        request = urllib.request.Request(self.base + "/_sim/reset", data=b"{}", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def accepted_rate(self) -> dict[str, float]:
+        """Accepted messages per second from the first to the last `received_at`."""
+        messages = self.get("/_sim/messages")
+        stamps = sorted(datetime.fromisoformat(m["received_at"]).timestamp() for m in messages)
+        n = len(stamps)
+        if n < 2:
+            return {"accepted": n, "seconds": 0.0, "msgs_per_s": 0.0}
+        span = stamps[-1] - stamps[0]
+        # Also the middle 80%: start-up ramp and drain tail excluded, for the steady state alone.
+        lo, hi = stamps[n // 10], stamps[n - 1 - n // 10]
+        steady = (n - 2 * (n // 10) - 1) / (hi - lo) if hi > lo else 0.0
+        return {"accepted": n, "seconds": round(span, 2), "msgs_per_s": round((n - 1) / span, 1),
+                "steady_msgs_per_s": round(steady, 1)}  # fmt: skip
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+def service_env(sim: Simulator, topic: str, run: str, mappings: Path, in_flight: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "KAFKA_TOPICS": topic,
+        "KAFKA_GROUP_ID": f"bench-{run}",
+        "KAFKA_DEAD_LETTER_TOPIC": f"bench-dlq-{run}",
+        "KAFKA_DEDUP_TOPIC": f"bench-sent-{run}",
+        "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+        "TWILIO_API_KEY_SID": DEFAULT_API_KEY_SID,
+        "TWILIO_API_KEY_SECRET": DEFAULT_API_KEY_SECRET,
+        "TWILIO_BASE_URL": sim.base,
+        "CONSUMER_MAPPINGS": str(mappings),
+        "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
+        "CONSUMER_METRICS_PORT": "0",
+        "CONSUMER_METRICS_HOST": "127.0.0.1",
+        "CONSUMER_MAX_IN_FLIGHT": str(in_flight),
+        "CONSUMER_LOG_LEVEL": "WARNING",
+    }
+
+
+class ServiceProcess:
+    """`python -m consumer.cli run` in its own process, sampled for CPU and memory while it runs."""
+
+    def __init__(self, env: dict[str, str], log: Path, exit_when_idle_s: float | None) -> None:
+        cmd = [sys.executable, "-m", "consumer.cli", "run"]
+        if exit_when_idle_s is not None:
+            cmd += ["--exit-when-idle", str(exit_when_idle_s)]
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.cpu_s = 0.0
+        self.mem: dict[str, int] = {}
+        self.rss_samples: list[int] = []
+
+    def sample(self) -> None:
+        try:
+            self.cpu_s = cpu_seconds(self.proc.pid)
+            self.mem = memory_kb(self.proc.pid)
+            self.rss_samples.append(self.mem.get("VmRSS", 0))
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            pass  # exited between two samples
+
+    def wait(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.sample()
+            time.sleep(0.5)
+        if self.proc.poll() is None:
+            self.terminate()
+            raise SystemExit(f"service did not finish in {timeout_s:.0f} s; see {self.log.name}")
+        self.log.close()
+        return self.proc.returncode
+
+    def terminate(self, timeout_s: float = 40) -> int:
+        self.sample()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout_s)
+        self.log.close()
+        return code
+
+
+# -- raw HTTP ceiling ---------------------------------------------------------------------------------
+
+
+async def raw_http(base: str, forms: list[bytes], in_flight: int) -> dict[str, float]:
+    """Plain aiohttp, `in_flight` workers each posting its next form when the previous one answers."""
+    import aiohttp
+
+    url = f"{base}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Messages.json"
+    import base64
+
+    token = base64.b64encode(f"{DEFAULT_API_KEY_SID}:{DEFAULT_API_KEY_SECRET}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded",
+               "Accept": "application/json"}  # fmt: skip
+    items: Iterator[bytes] = iter(forms)
+    errors = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            for form in items:
+                async with session.post(url, data=form, headers=headers) as response:
+                    await response.json()
+                    errors += response.status != 201
+
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return {"errors": errors}
+
+
+# -- runs ---------------------------------------------------------------------------------------------
+
+
+def run_latency(
+    latency_ms: float, count: int, in_flight: int, admin: AdminClient, mappings: Path, log_dir: Path
+) -> dict[str, Any]:
+    from urllib.parse import urlencode
+
+    import uvloop
+
+    run = uuid.uuid4().hex[:6]
+    events = Events(run)
+    topic = f"bench-e2e-{run}"
+    sim = Simulator(18_200 + int(latency_ms), latency_ms)
+    row: dict[str, Any] = {"latency_ms": latency_ms, "messages": count, "in_flight": in_flight}
+    try:
+        create_topics(admin, topic)
+        produce(events, topic, count)
+        # Raw ceiling first, on the same simulator: the same form, each to a unique recipient.
+        base_form = rendered_form(events)
+        forms = [
+            urlencode([(k, phone(count + i) if k == "To" else v) for k, v in base_form]).encode()
+            for i in range(count)
+        ]
+        sim_cpu = cpu_seconds(sim.proc.pid)
+        raw = uvloop.run(raw_http(sim.base, forms, in_flight))
+        raw.update(sim.accepted_rate())
+        raw["simulator_cpu_us_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim_cpu) / count * 1e6, 1)
+        sim.reset()
+        # Then the service, as its own process.
+        sim_cpu = cpu_seconds(sim.proc.pid)
+        env = service_env(sim, topic, run, mappings, in_flight)
+        service = ServiceProcess(env, log_dir / f"service-{int(latency_ms)}ms.log", exit_when_idle_s=2.0)
+        code = service.wait(timeout_s=60 + count / 200)
+        e2e: dict[str, Any] = {"exit_code": code, **sim.accepted_rate()}
+        e2e["simulator_cpu_us_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim_cpu) / count * 1e6, 1)
+        e2e["service_cpu_us_per_msg"] = round(service.cpu_s / count * 1e6, 1)  # includes start-up
+        e2e["service_peak_rss_mb"] = round(service.mem.get("VmHWM", 0) / 1024, 1)
+        if e2e["accepted"] != count:
+            print(f"  WARNING: {e2e['accepted']} of {count} accepted; see {service.log.name}")
+        row.update(raw=raw, e2e=e2e, ratio=round(e2e["msgs_per_s"] / raw["msgs_per_s"], 3))
+    finally:
+        sim.stop()
+        delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
+    return row
+
+
+def run_memory(
+    backlog: int, seconds: float, in_flight: int, admin: AdminClient, mappings: Path, log_dir: Path
+) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    events = Events(run)
+    topic = f"bench-rss-{run}"
+    sim = Simulator(18_300, 50)
+    try:
+        create_topics(admin, topic)
+        produce_s = produce(events, topic, backlog)
+        env = service_env(sim, topic, run, mappings, in_flight)
+        service = ServiceProcess(env, log_dir / f"service-rss-{backlog}.log", exit_when_idle_s=None)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and service.proc.poll() is None:
+            service.sample()
+            time.sleep(1.0)
+        hwm = service.mem.get("VmHWM", 0)
+        code = service.terminate()
+        accepted = sim.get("/_sim/stats")["accepted"]
+        samples = service.rss_samples
+        return {
+            "backlog": backlog, "run_s": seconds, "produce_s": round(produce_s, 1), "exit_code": code,
+            "accepted": accepted, "peak_rss_mb": round(hwm / 1024, 1),
+            "rss_mb_at_25_50_75_100pct": [round(samples[int(f * (len(samples) - 1))] / 1024, 1)
+                                          for f in (0.25, 0.5, 0.75, 1.0)] if samples else [],
+        }  # fmt: skip
+    finally:
+        sim.stop()
+        delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small volumes (about a minute)")
+    parser.add_argument("--latencies", default="0,50,200", help="simulated latencies, ms")
+    parser.add_argument("--messages", type=int, help="events per latency (default 20000; quick 3000)")
+    parser.add_argument("--in-flight", type=int, default=int(os.environ.get("CONSUMER_MAX_IN_FLIGHT", "256")))
+    parser.add_argument("--backlogs", help="backlogs (default 100000,1000000; quick 20000,100000)")
+    parser.add_argument("--rss-seconds", type=float, help="memory runs' duration (default 45; quick 15)")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    count = args.messages or (3_000 if args.quick else 20_000)
+    default_backlogs = "20000,100000" if args.quick else "100000,1000000"
+    backlogs = [int(b) for b in (args.backlogs or default_backlogs).split(",")]
+    rss_seconds = args.rss_seconds or (15.0 if args.quick else 45.0)
+    latencies = [float(x) for x in args.latencies.split(",")]
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin.list_topics(timeout=10)  # fail fast without a broker
+    log_dir = Path(tempfile.gettempdir()) / "kafka-twilio-bench"  # service logs, for a failed run
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        mappings = Path(tmp) / "mappings.yaml"
+        mappings.write_text(MAPPING)
+        rows = []
+        for latency in latencies:
+            print(f"latency {latency:g} ms: {count} events, {args.in_flight} in flight ...", flush=True)
+            row = run_latency(latency, count, args.in_flight, admin, mappings, log_dir)
+            print(f"  raw {row['raw']['msgs_per_s']:.0f}/s  e2e {row['e2e']['msgs_per_s']:.0f}/s  "
+                  f"ratio {row['ratio']:.2f}", flush=True)  # fmt: skip
+            rows.append(row)
+        memory = []
+        if not args.skip_memory:
+            for backlog in backlogs:
+                print(f"memory: backlog {backlog}, {rss_seconds:g} s ...", flush=True)
+                memory.append(run_memory(backlog, rss_seconds, args.in_flight, admin, mappings, log_dir))
+                print(f"  peak RSS {memory[-1]['peak_rss_mb']} MB", flush=True)
+
+    goal_50 = next((r for r in rows if r["latency_ms"] == 50), None)
+    result = {
+        "bench": "bench_e2e",
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "in_flight": args.in_flight,
+        "messages_per_latency": count,
+        "throughput": rows,
+        "memory": memory,
+        "goals": {
+            "msgs_per_s_at_50ms_ge_2000": goal_50 is not None and goal_50["e2e"]["msgs_per_s"] >= 2000,
+            "ratio_ge_0.8_everywhere": all(r["ratio"] >= 0.8 for r in rows),
+        },
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    print(f"\n{'latency':>8} {'raw aiohttp/s':>14} {'e2e msgs/s':>11} {'e2e/raw':>8} {'steady e2e':>11} "
+          f"{'svc CPU us/msg':>15} {'svc peak RSS':>13}")  # fmt: skip
+    for r in rows:
+        e = r["e2e"]
+        print(f"{r['latency_ms']:>6g}ms {r['raw']['msgs_per_s']:>14.0f} {e['msgs_per_s']:>11.0f} "
+              f"{r['ratio']:>8.2f} {e['steady_msgs_per_s']:>11.0f} {e['service_cpu_us_per_msg']:>15.0f} "
+              f"{e['service_peak_rss_mb']:>10.0f} MB")  # fmt: skip
+    if memory:
+        print(f"\n{'backlog':>9} {'run s':>6} {'accepted':>9} {'peak RSS (VmHWM)':>17} "
+              f"{'RSS over the run (MB)':>24}")  # fmt: skip
+        for m in memory:
+            print(f"{m['backlog']:>9} {m['run_s']:>6g} {m['accepted']:>9} {m['peak_rss_mb']:>14} MB "
+                  f"{' '.join(str(x) for x in m['rss_mb_at_25_50_75_100pct']):>24}")  # fmt: skip
+    print(f"\ngoals: {result['goals']}  ({result['wall_s']} s)")
+    out = ROOT / "bench" / "results" / "bench_e2e.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
