@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,19 +85,32 @@ def decode_entry(key: bytes, value: bytes) -> LedgerEntry | None:
 
 
 class Ledger:
-    """In-memory view of the changelog for the partitions this replica owns."""
+    """In-memory view of the changelog for the partitions this replica owns.
 
-    def __init__(self, partitions: int) -> None:
+    Memory is bounded (invariant 7): an entry is a key and an expiry time (about 200 bytes), expired
+    entries are pruned oldest first, and beyond `max_entries` the oldest live entries are evicted
+    early and counted in `evictions` (the de-duplication window is then shorter than configured for
+    those keys; `kafka_twilio_ledger_evictions_total` says when that happens).
+    """
+
+    def __init__(self, partitions: int, max_entries: int = 1_000_000) -> None:
         self.partitions = partitions
-        self._entries: dict[int, dict[str, LedgerEntry]] = {}
+        self.max_entries = max_entries
+        self.evictions = 0
+        self._tables: dict[int, dict[str, float]] = {}  # slot -> key -> expires_at
+        # Insertion order, for pruning and eviction oldest first. Entries of dropped slots or
+        # re-remembered keys stay here until they reach the front, where they are skipped.
+        self._order: deque[tuple[int, str]] = deque()
+        self._size = 0
         self._claimed: set[str] = set()  # sends in progress (not yet in the changelog)
 
     def slot(self, source_partition: int) -> int:
         return source_partition % self.partitions
 
     def is_sent(self, key: str, source_partition: int, now: float) -> bool:
-        entry = self._entries.get(self.slot(source_partition), {}).get(key)
-        return entry is not None and entry.expires_at > now
+        table = self._tables.get(self.slot(source_partition))
+        expires = table.get(key) if table is not None else None
+        return expires is not None and expires > now
 
     def claim(self, key: str, source_partition: int, now: float) -> bool:
         """Reserve a key before sending; False when it was sent within its window or is being sent now."""
@@ -111,49 +125,77 @@ class Ledger:
 
     def remember(self, entry: LedgerEntry, source_partition: int) -> None:
         self._claimed.discard(entry.key)
-        self._entries.setdefault(self.slot(source_partition), {})[entry.key] = entry
+        self._put(self.slot(source_partition), entry.key, entry.expires_at)
 
     def load(self, slot: int, entries: Iterable[LedgerEntry], now: float) -> int:
-        table = self._entries.setdefault(slot, {})
+        """Apply restored changelog entries (in changelog order: a later one replaces an earlier)."""
         count = 0
         for entry in entries:
             if entry.expires_at > now:
-                table[entry.key] = entry
+                self._put(slot, entry.key, entry.expires_at)
                 count += 1
-            else:
-                table.pop(entry.key, None)
         return count
 
+    def _put(self, slot: int, key: str, expires_at: float) -> None:
+        table = self._tables.setdefault(slot, {})
+        if key not in table:
+            self._size += 1
+        table[key] = expires_at
+        self._order.append((slot, key))
+        while self._size > self.max_entries and self._pop_oldest(None):
+            self.evictions += 1
+
+    def _pop_oldest(self, expired_before: float | None) -> bool:
+        """Remove the oldest live entry (only if it expired before `expired_before`, when given)."""
+        while self._order:
+            slot, key = self._order[0]
+            table = self._tables.get(slot)
+            expires = table.get(key) if table is not None else None
+            if expires is None:
+                self._order.popleft()  # dropped slot, or already removed
+                continue
+            if expired_before is not None and expires > expired_before:
+                return False
+            self._order.popleft()
+            assert table is not None
+            del table[key]
+            self._size -= 1
+            return True
+        return False
+
     def drop(self, slot: int) -> None:
-        self._entries.pop(slot, None)
+        table = self._tables.pop(slot, None)
+        if table is not None:
+            self._size -= len(table)
 
     def prune(self, now: float) -> int:
+        """Remove entries whose window ended, oldest first. It stops at the oldest live entry, so a
+        long window ahead of short ones delays their removal (never past `max_entries`)."""
         removed = 0
-        for table in self._entries.values():
-            expired = [k for k, e in table.items() if e.expires_at <= now]
-            for k in expired:
-                del table[k]
-            removed += len(expired)
+        while self._pop_oldest(now):
+            removed += 1
         return removed
 
-    def entries(self) -> Iterable[LedgerEntry]:
-        for table in self._entries.values():
-            yield from table.values()
-
     def __len__(self) -> int:
-        return sum(len(t) for t in self._entries.values())
+        return self._size
 
 
 class DedupStore:
     """The Kafka edge of the ledger: restore on assignment, write after each accepted send."""
 
     def __init__(
-        self, client_config: dict[str, str], producer: Producer, topic: str, partitions: int
+        self,
+        client_config: dict[str, Any],
+        producer: Producer,
+        topic: str,
+        partitions: int,
+        *,
+        max_entries: int = 1_000_000,
     ) -> None:
         self.client_config = client_config
         self.producer = producer
         self.topic = topic
-        self.ledger = Ledger(partitions)
+        self.ledger = Ledger(partitions, max_entries)
 
     @staticmethod
     def ensure_topic(client_config: dict[str, Any], topic: str, source_topics: list[str]) -> int:

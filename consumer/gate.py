@@ -67,5 +67,12 @@ class FrequencyCaps:
         else:
             times.append(at)
 
+    def prune(self, now: float, horizon_s: float) -> int:
+        """Forget recipients with no send in the last `horizon_s` (the longest cap window)."""
+        stale = [k for k, times in self._sent.items() if not times or times[-1] <= now - horizon_s]
+        for key in stale:
+            del self._sent[key]
+        return len(stale)
+
     def __len__(self) -> int:
         return len(self._sent)

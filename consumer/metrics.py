@@ -79,6 +79,16 @@ class Metrics:
             "Sends that failed after the request was written (Twilio may have sent them).",
             registry=r,
         )
+        self.ledger_entries = Gauge(
+            f"{p}_ledger_entries",
+            "Sends remembered for de-duplication (this replica's partitions).",
+            registry=r,
+        )
+        self.ledger_evictions = Counter(
+            f"{p}_ledger_evictions",
+            "Ledger entries dropped before their window ended because the ledger was full.",
+            registry=r,
+        )
         self.ready = Gauge(
             f"{p}_ready", "1 when partitions are assigned and Twilio is reachable.", registry=r
         )

@@ -101,6 +101,8 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle_since: float | None = None
         self._per_topic: dict[str, tuple[Any, Any]] = {}
+        self._evictions_reported = 0
+        self._cap_horizon_s = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -114,6 +116,10 @@ class Service:
         self.metrics.build_info.info({"version": __version__})
         mappings = load_mappings(s.service.mappings)
         self.index = MatchIndex(mappings)
+        self._cap_horizon_s = max(
+            (m.policies.frequency_cap.per for m in mappings if m.policies.frequency_cap is not None),
+            default=0.0,
+        )
         registry = (
             make_registry_client(s.kafka.schema_registry_url, s.kafka.schema_registry_user,
                                  s.kafka.schema_registry_password.get_secret_value()
@@ -171,7 +177,9 @@ class Service:
         base = s.kafka.client_config()
         self.producer = Producer({**base, "linger.ms": "5", "enable.idempotence": "true"})
         partitions = await self._in_poll(DedupStore.ensure_topic, base, s.kafka.dedup_topic, s.kafka.topics)
-        self.dedup = DedupStore(base, self.producer, s.kafka.dedup_topic, partitions)
+        self.dedup = DedupStore(
+            base, self.producer, s.kafka.dedup_topic, partitions, max_entries=s.service.ledger_max_entries
+        )
         self.dispatcher = Dispatcher(
             sender=self.client, metrics=self.metrics, dedup=self.dedup,
             dead_letters=DeadLetterWriter(self.producer, s.kafka.dead_letter_topic),
@@ -249,10 +257,19 @@ class Service:
             if now - last_prune >= PRUNE_INTERVAL_S:
                 # Expired ledger entries no longer prevent anything; without this the ledger
                 # would hold every send since the partition was assigned.
-                self.dedup.ledger.prune(time.time())
+                self._prune(time.time())
                 last_prune = now
             if self.exit_when_idle_s is not None:
                 self._check_idle(now, bool(messages))
+
+    def _prune(self, now: float) -> None:
+        ledger = self.dedup.ledger
+        ledger.prune(now)
+        self.dispatcher.caps.prune(now, self._cap_horizon_s)
+        self.metrics.ledger_entries.set(len(ledger))
+        if ledger.evictions > self._evictions_reported:
+            self.metrics.ledger_evictions.inc(ledger.evictions - self._evictions_reported)
+            self._evictions_reported = ledger.evictions
 
     def _check_idle(self, now: float, busy: bool) -> None:
         idle = not busy and self._assigned and self.tracker.pending() == 0 and not self.tracker.committable()

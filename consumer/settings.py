@@ -143,12 +143,17 @@ class ServiceSettings(BaseModel):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"  # noqa: S104  the pod's metrics port must be reachable by Prometheus
     max_in_flight: int = Field(default=256, ge=1, description="Global cap on Twilio requests in flight.")
-    max_buffered: int = Field(default=20_000, ge=1, description="Records buffered before partitions pause.")
+    max_buffered: int = Field(
+        default=10_000, ge=1, description="Unfinished records before partitions pause (~5 KB each)."
+    )
     max_retries: int = Field(default=6, ge=0)
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_cap_s: float = Field(default=60.0, gt=0)
     drain_grace_s: float = Field(default=25.0, gt=0, description="SIGTERM/rebalance drain time limit.")
     commit_interval_s: float = Field(default=1.0, gt=0)
+    ledger_max_entries: int = Field(
+        default=1_000_000, ge=1000, description="Sent-ledger entries kept in memory (~200 B each)."
+    )
     sender_rates: dict[str, float] = Field(
         default_factory=dict, description='Per-sender rate overrides, JSON: {"+14155550100": 3, "MG…": 50}.'
     )

@@ -83,3 +83,12 @@ def test_restored_sends_out_of_order_still_expire_in_time_order() -> None:
     assert not caps.allows("k", 3, 100, now=100)
     assert caps.allows("k", 3, 100, now=110.5)  # 10 expired, 30 and 50 remain
     assert not caps.allows("k", 2, 100, now=110.5)
+
+
+def test_pruning_forgets_recipients_whose_last_send_left_the_longest_window() -> None:
+    caps = FrequencyCaps()
+    caps.add("old", 0)
+    caps.add("recent", 90)
+    assert caps.prune(now=100, horizon_s=50) == 1
+    assert len(caps) == 1
+    assert not caps.allows("recent", 1, 50, now=100)

@@ -43,12 +43,36 @@ def test_loading_keeps_only_live_entries_and_dropping_a_slot_forgets_it() -> Non
     assert len(ledger) == 0
 
 
-def test_pruning_removes_expired_entries() -> None:
+def test_pruning_removes_expired_entries_oldest_first() -> None:
     ledger = Ledger(partitions=1)
     ledger.remember(entry("a", ttl=5), 0)
     ledger.remember(entry("b", ttl=500), 0)
+    ledger.remember(entry("c", ttl=5), 0)  # behind a live entry: waits for it (or for the cap)
     assert ledger.prune(now=200) == 1
-    assert [e.key for e in ledger.entries()] == ["b"]
+    assert len(ledger) == 2
+    assert ledger.is_sent("b", 0, now=200)
+    assert not ledger.is_sent("a", 0, now=200)
+
+
+def test_the_ledger_never_holds_more_than_its_cap_and_counts_what_it_evicts() -> None:
+    ledger = Ledger(partitions=2, max_entries=100)
+    for n in range(250):
+        ledger.remember(entry(f"k{n}", ttl=10_000), n)
+    assert len(ledger) == 100
+    assert ledger.evictions == 150
+    assert not ledger.is_sent("k0", 0, now=200), "the oldest went first"
+    assert ledger.is_sent("k249", 249, now=200)
+
+
+def test_dropping_a_slot_frees_its_share_of_the_cap() -> None:
+    ledger = Ledger(partitions=2, max_entries=10)
+    for n in range(10):
+        ledger.remember(entry(f"k{n}"), n)
+    ledger.drop(0)
+    assert len(ledger) == 5
+    for n in range(10, 15):
+        ledger.remember(entry(f"k{n}"), 1)
+    assert ledger.evictions == 0
 
 
 def test_changelog_values_round_trip_and_unreadable_ones_are_ignored() -> None:
