@@ -104,9 +104,7 @@ async def verify_templates(
     templates = {str(t.get("sid")): t for t in await client.list_content()}
     problems = check_templates(requirements, templates)
     if problems:
-        raise MappingError(
-            f"{len(problems)} content template problem(s): " + "; ".join(problems), problems=tuple(problems)
-        )
+        raise MappingError(f"{len(problems)} content template problem(s)", problems=tuple(problems))
 
 
 def _strings(value: Any) -> Iterable[str]:

@@ -39,6 +39,7 @@ from consumer.dispatch import Dispatcher, RecordState, cap_counter_key
 from consumer.errors import (
     ConsumerError,
     DecodeError,
+    KafkaError,
     MappingError,
     RecordRef,
     RenderError,
@@ -96,6 +97,7 @@ class Service:
         # offset in a later assignment of the partition.
         self._generation: dict[tuple[str, int], int] = {}
         self._paused = False
+        self._paused_count = 0
         self._broker_ok = True
         self._credentials_ok = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -174,9 +176,19 @@ class Service:
 
     async def _consume(self) -> int:
         s = self.settings
-        base = s.kafka.client_config()
+        # librdkafka's own log lines go through logging (JSON, masked) instead of raw stderr.
+        base: dict[str, Any] = {**s.kafka.client_config(), "logger": logging.getLogger("librdkafka")}
         self.producer = Producer({**base, "linger.ms": "5", "enable.idempotence": "true"})
-        partitions = await self._in_poll(DedupStore.ensure_topic, base, s.kafka.dedup_topic, s.kafka.topics)
+        try:
+            partitions = await self._in_poll(
+                DedupStore.ensure_topic, base, s.kafka.dedup_topic, s.kafka.topics
+            )
+        except KafkaException as exc:
+            raise KafkaError(
+                f"cannot use Kafka at {s.kafka.bootstrap_servers} ({exc.args[0] if exc.args else exc}): "
+                "check KAFKA_BOOTSTRAP_SERVERS, the KAFKA_CLIENT_* security settings, and that this client "
+                f"may describe and create the ledger topic {s.kafka.dedup_topic!r}"
+            ) from exc
         self.dedup = DedupStore(
             base, self.producer, s.kafka.dedup_topic, partitions, max_entries=s.service.ledger_max_entries
         )
@@ -285,9 +297,11 @@ class Service:
         pending = self.tracker.pending()
         self.metrics.buffered_records.set(pending)
         limit = self.settings.service.max_buffered
-        if not self._paused and pending >= limit:
+        if pending >= limit and (not self._paused or self._paused_count != len(self._assigned)):
+            # Also re-pauses when a rebalance added partitions while paused: they start unpaused.
             await self._in_poll(lambda: self.consumer.pause(self.consumer.assignment()))
             self._paused = True
+            self._paused_count = len(self._assigned)
         elif self._paused and pending <= limit // 2:
             await self._in_poll(lambda: self.consumer.resume(self.consumer.assignment()))
             self._paused = False
@@ -503,6 +517,8 @@ def main(argv: list[str]) -> int:
     if args.mappings:
         settings.service.mappings = args.mappings
     configure_logging(settings.service.log_level)
+    # httpx logs every request at INFO: a line per message sent is noise, and URLs carry account SIDs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return run_service(Service(settings, exit_when_idle_s=args.exit_when_idle))
 
 
