@@ -79,6 +79,13 @@ class Metrics:
             "Sends that failed after the request was written (Twilio may have sent them).",
             registry=r,
         )
+        self.ledger_write_seconds = Histogram(
+            f"{p}_ledger_write_seconds",
+            "From Twilio's 201 to Kafka acknowledging the ledger entry: the only window in which a crash "
+            "can cause a duplicate send.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.ledger_entries = Gauge(
             f"{p}_ledger_entries",
             "Sends remembered for de-duplication (this replica's partitions).",

@@ -328,6 +328,7 @@ class Service:
             record.remaining = 1
             self.dispatcher.dead_letter(record, error, error.reason, None)
             return
+        record.message_id = event.message_id
         mappings = self.index.match(event)
         if not mappings:
             record.remaining = 1

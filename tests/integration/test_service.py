@@ -288,9 +288,14 @@ async def test_the_sent_ledger_stops_duplicates_within_a_run_and_after_a_restart
     # Engage re-sends the same event: same messageId, same recipient -> the same de-duplication key.
     produce(kafka_bootstrap, topic, events + events[:5])
     env = service_env([topic])
-    journal, _ = await run_until_idle(load_settings(environ=env))
+    journal, metrics = await run_until_idle(load_settings(environ=env))
     reasons = Counter(results[0][2] for *_, results in journal)
     assert reasons == {"accepted": 20, "duplicate": 5}
+    # The residual duplicate window (201 -> ledger acknowledged) is measured for every send.
+    assert metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") == 20
+    window_s = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum")
+    assert window_s is not None
+    assert 0 < window_s / 20 < 1.0
 
     # A new consumer group reads everything again; the ledger (restored from Kafka) knows it all.
     again, _ = await run_until_idle(
