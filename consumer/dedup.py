@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
@@ -273,10 +273,14 @@ class DedupStore:
         def delivered(err: object, _msg: object) -> None:
             on_delivery(None if err is None else RuntimeError(str(err)))
 
-        self.producer.produce(
-            self.topic,
-            key=entry.key.encode(),
-            value=encode_entry(entry),
-            partition=self.ledger.slot(source_partition),
-            on_delivery=delivered,
-        )
+        try:
+            self.producer.produce(
+                self.topic,
+                key=entry.key.encode(),
+                value=encode_entry(entry),
+                partition=self.ledger.slot(source_partition),
+                on_delivery=delivered,
+            )
+        except (BufferError, KafkaException) as exc:
+            # Refused before queueing (queue full, broker gone): the caller must still hear of it once.
+            on_delivery(RuntimeError(f"ledger write to {self.topic!r} refused: {exc}"))

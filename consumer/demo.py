@@ -161,9 +161,9 @@ def _summary(outcomes: list[Any], produced: int, port: int | None, metrics: Metr
         total = sum(n for (o, _), n in pairs.items() if o == outcome)
         detail = ", ".join(f"{r}: {n}" for (o, r), n in sorted(pairs.items()) if o == outcome)
         print(f"  {outcome:<14} {total:>4}   {detail}")
-    count = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") or 0
-    total = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum") or 0
+    count = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") or 0.0
+    window_s = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum") or 0.0
     if count:
-        mean_ms = 1000 * total / count
+        mean_ms = 1000 * window_s / count
         print(f"Residual duplicate window (Twilio 201 -> ledger acknowledged): mean {mean_ms:.1f} ms")
     print(f"Metrics were served at http://127.0.0.1:{port}/metrics (kafka_twilio_* series)")

@@ -156,15 +156,17 @@ class Dispatcher:
                    "reason": reason, "twilio_code": getattr(error, "code", None)},
         )  # fmt: skip
 
+        loop = asyncio.get_running_loop()
+
         def delivered(err: Exception | None) -> None:
             if err is None:
                 self.finish(record, mapping_id or "", "dead_lettered", reason)
                 return
-            # Never drop it: the offset stays uncommitted while we try again.
+            # Never drop it: the offset stays uncommitted while we try again. Reports may be served
+            # off the loop (the final producer flush runs on the poll thread), so go through the loop.
             log.error("dead-letter write failed, retrying in 1 s: %s", err)
-            asyncio.get_running_loop().call_later(
-                1.0, lambda: self.dead_letter(record, error, reason, mapping_id, attempts)
-            )
+            retry = functools.partial(self.dead_letter, record, error, reason, mapping_id, attempts)
+            loop.call_soon_threadsafe(loop.call_later, 1.0, retry)
 
         self.dead_letters.write(
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
@@ -375,6 +377,15 @@ class Dispatcher:
             except TwilioError as error:
                 self.metrics.twilio_requests.labels(_status_class(error.status), str(error.code or "")).inc()
                 raise
+            except Exception as exc:
+                # A bug or an unreadable 201 must not kill the task (its record would never finish and
+                # pin the partition); the request may have been accepted, so it is never repeated.
+                self.metrics.twilio_requests.labels(_status_class(None), "").inc()
+                raise TwilioError(
+                    f"send message: unexpected {type(exc).__name__}: {exc}; Twilio may have accepted it: "
+                    "check the Twilio message logs before replaying",
+                    error_class=ErrorClass.MAY_HAVE_SENT,
+                ) from exc
             finally:
                 self._sending.discard(task)
                 self.metrics.in_flight.dec()

@@ -163,10 +163,12 @@ class Service:
         await verify_templates(self.client, needs)
 
     def readiness(self) -> tuple[bool, dict[str, bool]]:
+        # The dispatcher exists only once Kafka is set up; a probe may come earlier.
+        dispatcher: Dispatcher | None = getattr(self, "dispatcher", None)
         checks = {
             "partitions_assigned": bool(self._assigned),
             "broker_reachable": self._broker_ok,
-            "twilio_credentials": self._credentials_ok and not self.dispatcher.halted,
+            "twilio_credentials": self._credentials_ok and (dispatcher is None or not dispatcher.halted),
         }
         ready = all(checks.values())
         self.metrics.ready.set(1 if ready else 0)
@@ -238,10 +240,11 @@ class Service:
                             self.dispatcher.cancel(None))  # fmt: skip
             await self._settle_producer(10.0)
             await self._commit()
-            await self._in_poll(self.consumer.close)
-            await self._in_poll(self.producer.flush, 10)
+            # Stopped before the flush below, so delivery reports are never served by two threads at once.
             for task in (pump, watch):
                 task.cancel()
+            await self._in_poll(self.consumer.close)
+            await self._in_poll(self.producer.flush, 10)
         return 0
 
     async def _in_poll(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -328,6 +331,13 @@ class Service:
             record.remaining = 1
             self.dispatcher.dead_letter(record, error, error.reason, None)
             return
+        except Exception as exc:  # noqa: BLE001  a decoder bug must dead-letter one record, not crash-loop
+            record.remaining = 1
+            bug = DecodeError(
+                f"unexpected {type(exc).__name__} while decoding: {exc}", reason="internal", record=ref
+            )
+            self.dispatcher.dead_letter(record, bug, bug.reason, None)
+            return
         record.message_id = event.message_id
         mappings = self.index.match(event)
         if not mappings:
@@ -342,6 +352,13 @@ class Service:
                 result = render(event, mapping, default_region=region, now=now)
             except RenderError as error:
                 self.dispatcher.dead_letter(record, error.with_record(ref), error.reason, mapping.id)
+                continue
+            except Exception as exc:  # noqa: BLE001  a render bug must dead-letter, not stop the partition
+                render_bug = RenderError(
+                    f"unexpected {type(exc).__name__} while rendering: {exc}",
+                    reason="internal", mapping_id=mapping.id, record=ref,
+                )  # fmt: skip
+                self.dispatcher.dead_letter(record, render_bug, render_bug.reason, mapping.id)
                 continue
             if isinstance(result, Skip):
                 self.dispatcher.finish(record, mapping.id, "skipped", result.reason)
@@ -386,6 +403,14 @@ class Service:
         self.metrics.commits.labels("ok").inc()
 
     def _update_lag(self) -> None:
+        if not self._broker_ok:
+            # librdkafka reports "all brokers down" but never that one is back, and a short outage
+            # causes no rebalance: ask a broker, or readiness would stay false until the next one.
+            try:
+                self.consumer.list_topics(self.settings.kafka.topics[0], timeout=1.0)
+                self._broker_ok = True
+            except KafkaException:
+                pass
         for topic, partition in list(self._assigned):
             try:
                 _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
@@ -483,6 +508,10 @@ class Service:
                 "%d sends of revoked partitions cancelled after the grace period", self.dispatcher.cancel(tps)
             )
         self.dispatcher.cancel(tps)
+        if drain_s is not None:
+            # Ledger and dead-letter writes of what just finished must be acknowledged before their
+            # offsets are committed: the next owner restores the ledger, and must see these sends.
+            await self._settle_producer(5.0)
         offsets = (
             {tp: o for tp, o in self.tracker.committable().items() if tp in tps}
             if drain_s is not None

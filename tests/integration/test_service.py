@@ -339,3 +339,32 @@ async def test_a_rebalance_to_a_second_replica_drains_commits_and_neither_loses_
     assert committed(kafka_bootstrap, settings.kafka.group_id, topic, 4) == offsets_of(
         kafka_bootstrap, topic, 4
     )
+
+
+async def test_an_unexpected_error_in_a_stage_dead_letters_that_record_and_the_partition_goes_on(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    simulator: SimulatorHandle,
+    service_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import consumer.service as service_module
+
+    real_render = service_module.render
+
+    def flaky_render(event: Any, mapping: Any, **kwargs: Any) -> Any:
+        if event.properties.get("seq") == 3:
+            raise ValueError("a bug in render")
+        return real_render(event, mapping, **kwargs)
+
+    monkeypatch.setattr(service_module, "render", flaky_render)
+    topic = new_topic()
+    produce(kafka_bootstrap, topic, [order_event(n) for n in range(6)])
+    settings = service_settings([topic])
+
+    journal, _ = await run_until_idle(settings)
+
+    outcomes = {o: results[0][1:] for _, _, o, results in journal}
+    assert outcomes[3] == ("dead_lettered", "internal")
+    assert all(outcomes[n] == ("sent", "accepted") for n in (0, 1, 2, 4, 5))
+    assert committed(kafka_bootstrap, settings.kafka.group_id, topic, 1) == {0: 6}

@@ -245,3 +245,64 @@ async def test_twilio_answers_are_counted_by_status_class(status: int | None, ex
     await h.send(message())
     labels = {"status_class": expected, "code": "21211"}
     assert h.metrics.registry.get_sample_value("kafka_twilio_twilio_requests_total", labels) == 1
+
+
+@pytest.mark.parametrize(
+    "surprise", [ValueError("201 body is not JSON"), KeyError("sid"), RuntimeError("transport bug")]
+)
+async def test_an_unexpected_error_from_the_sender_dead_letters_the_record_instead_of_stalling_it(
+    surprise: Exception,
+) -> None:
+    class SurprisingSender(FakeSender):
+        async def send(self, params: tuple[tuple[str, str], ...]) -> SendResult:
+            self.requests.append(params)
+            raise surprise
+
+    sender = SurprisingSender()
+    h = Harness(sender)
+    [record] = await h.send(message(dedup_key="order-1"))
+    assert record.outcomes == [("m1", "dead_lettered", "ambiguous")], "the record reaches an outcome"
+    assert h.done == [record]
+    assert len(sender.requests) == 1, "it may have been sent: never repeated blindly"
+    [dead] = h.dead_letters()
+    assert parse_dead_letter_headers(dead["headers"]).reason == "ambiguous"
+
+
+async def test_a_sent_message_finishes_even_when_the_ledger_write_is_refused_by_a_full_producer() -> None:
+    h = Harness(FakeSender())
+
+    def full(topic: str, **kwargs: Any) -> None:
+        raise BufferError("Local: Queue full")
+
+    h.producer.produce = full  # type: ignore[method-assign]
+    [record] = await h.send(message(dedup_key="order-1"))
+    assert record.outcomes == [("m1", "sent", "queued")], "sent is sent; only the ledger write failed"
+    assert h.done == [record]
+
+
+async def test_a_failed_dead_letter_report_served_off_the_loop_is_retried_on_the_loop_not_raised() -> None:
+    # The final producer flush serves delivery reports on the poll thread, where no loop runs.
+    h = Harness(FakeSender(twilio_error(ErrorClass.PERMANENT, 21211)))
+    reports: list[Callable[[Any, Any], None]] = []
+    healthy = h.producer.produce
+
+    def queue_only(topic: str, **kwargs: Any) -> None:
+        reports.append(kwargs["on_delivery"])
+
+    h.producer.produce = queue_only  # type: ignore[method-assign]
+    [record] = await h.send(message())
+    [report] = reports
+
+    class BrokerDown:
+        def str(self) -> str:
+            return "Message timed out"
+
+        def name(self) -> str:
+            return "_MSG_TIMED_OUT"
+
+    finished = asyncio.Event()
+    h.dispatcher.on_record_done = lambda _record: finished.set()
+    await asyncio.to_thread(report, BrokerDown(), None)
+    h.producer.produce = healthy  # type: ignore[method-assign]
+    await asyncio.wait_for(finished.wait(), timeout=3)
+    assert record.outcomes == [("m1", "dead_lettered", "twilio_21211")], "written again, then finished"

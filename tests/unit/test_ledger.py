@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from consumer.dedup import Ledger, LedgerEntry, decode_entry, encode_entry, ledger_key, recipient_hash
+from consumer.dedup import (
+    DedupStore,
+    Ledger,
+    LedgerEntry,
+    decode_entry,
+    encode_entry,
+    ledger_key,
+    recipient_hash,
+)
 
 
 def entry(key: str, sent_at: float = 100.0, ttl: float = 50.0) -> LedgerEntry:
@@ -80,3 +88,17 @@ def test_changelog_values_round_trip_and_unreadable_ones_are_ignored() -> None:
     assert decode_entry(b"k", encode_entry(e)) == e
     assert decode_entry(b"k", b"not json") is None
     assert decode_entry(b"k", b'{"at": 1}') is None
+
+
+def test_a_ledger_write_the_producer_refuses_is_reported_to_the_callback_not_raised() -> None:
+    class FullProducer:
+        def produce(self, *_args: object, **_kwargs: object) -> None:
+            raise BufferError("Local: Queue full")
+
+    store = DedupStore({}, FullProducer(), "sent", partitions=1)  # type: ignore[arg-type]
+    errors: list[Exception | None] = []
+    store.record(entry("k"), 0, errors.append)
+    assert len(errors) == 1
+    assert isinstance(errors[0], Exception)
+    assert "Queue full" in str(errors[0])
+    assert store.ledger.is_sent("k", 0, now=120), "the send is still remembered in memory"
