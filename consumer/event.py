@@ -59,7 +59,7 @@ class Event:
             traits=_obj(data.get("traits")),
             context=_obj(data.get("context")),
             integrations=_obj(data.get("integrations")),
-            external_ids=tuple(x for x in (data.get("external_ids") or ()) if isinstance(x, Mapping)),
+            external_ids=tuple(x for x in _list(data.get("external_ids")) if isinstance(x, Mapping)),
             version=version if isinstance(version, int) and not isinstance(version, bool) else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
@@ -100,7 +100,10 @@ class Event:
         personas = self.personas
         klass = personas.get("computation_class")
         key = personas.get("computation_key")
-        if klass not in MEMBERSHIP_CLASSES or not isinstance(key, str) or not key:
+        # A non-text class (a list, say) is not hashable: test the type before the set.
+        if not isinstance(klass, str) or klass not in MEMBERSHIP_CLASSES:
+            return None
+        if not isinstance(key, str) or not key:
             return None
         if self.type == "track":
             form, source = "track", self.properties
@@ -220,6 +223,10 @@ def _opt_nonempty(value: JSON) -> str | None:
 
 def _opt_str(value: JSON) -> str | None:
     return None if value is None else str(value)
+
+
+def _list(value: JSON) -> list[JSON]:
+    return value if isinstance(value, list) else []
 
 
 def _obj(value: JSON) -> Mapping[str, JSON]:

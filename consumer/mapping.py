@@ -135,7 +135,7 @@ RecipientPath = Annotated[str, StringConstraints(min_length=1), AfterValidator(_
 def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata directory ("America")
         raise _rule(f"unknown time zone {value!r}", "use an IANA name such as America/New_York") from None
     return value
 
@@ -444,8 +444,9 @@ def _tags(value: object) -> object:
         if isinstance(raw, dict | list) or raw is None:
             raise _rule(f"tag {key!r} must be a text, number or boolean", "use a scalar value, not an object")
         for what, text in (("key", str(key)), ("value", str(_scalar_text(raw)))):
-            literal = "{{" not in text and "{%" not in text
-            if len(text) > 128 or (literal and not _TAG.match(text)):
+            # Keys are sent as written (only values are templates); fullmatch: `$` admits a final \n.
+            literal = what == "key" or ("{{" not in text and "{%" not in text)
+            if len(text) > 128 or (literal and not _TAG.fullmatch(text)):
                 raise _rule(
                     f"tag {what} {text[:40]!r} must be 1-128 characters matching {TAG_TEXT}",
                     "use letters, digits, spaces, '_' and '-' only",

@@ -40,7 +40,7 @@ class Lookup:
             value = getattr(ev, name)
         elif name in ("audience", "journey", "computed_trait"):
             view = getattr(ev, name)
-            value = dataclasses.asdict(view) if view is not None else _MISSING
+            value = _shallow(view) if view is not None else _MISSING
         elif name == "event":
             value = ev.to_segment()
         else:  # envelope keys by their Segment names
@@ -64,6 +64,12 @@ class Lookup:
         return value
 
 
+def _shallow(view: Any) -> dict[str, Any]:
+    """A view's fields as a dict, without `asdict`'s deep copy: that recurses through the event's
+    own nesting (journey_context) and would exhaust the stack on deeply nested events."""
+    return {f.name: getattr(view, f.name) for f in dataclasses.fields(view)}
+
+
 Predicate = Callable[[Lookup], bool]
 
 
@@ -71,7 +77,10 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a double's range (JSON allows it)
+            return None
     if isinstance(value, str):
         try:
             return float(value)

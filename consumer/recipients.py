@@ -91,9 +91,16 @@ _ID_TYPES: Mapping[Channel, frozenset[str]] = {
 _PREFIXES = ("whatsapp:", "tel:", "sms:", "rcs:")
 
 
-@functools.lru_cache(maxsize=65536)
 def normalize_phone(raw: str, default_region: str = "US") -> str | None:
     """Return `raw` as E.164 (`+14155550123`), or None when it is not a valid number."""
+    # Bounded before the cache: it keeps its keys, and an event may carry a megabyte-long "phone".
+    if len(raw) > 128:
+        return None
+    return _normalize_phone(raw, default_region)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalize_phone(raw: str, default_region: str) -> str | None:
     text = raw.strip()
     lowered = text.lower()
     for prefix in _PREFIXES:

@@ -144,7 +144,10 @@ class _Lazy(JSONObject[str, Any]):
 
 
 def _view(make: Callable[[], Any]) -> _Lazy:
-    return _Lazy(lambda: dataclasses.asdict(v) if (v := make()) is not None else None)
+    # Not `asdict`: its deep copy recurses through the event's own nesting (journey_context).
+    return _Lazy(
+        lambda: {f.name: getattr(v, f.name) for f in dataclasses.fields(v)} if (v := make()) else None
+    )
 
 
 def _scope(
@@ -220,7 +223,8 @@ _CONSENT_REASONS = {Consent.UNSUBSCRIBED: "unsubscribed", Consent.UNKNOWN: "cons
 def _valid_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a tzdata directory ("America") or a name too long for a file name.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 
@@ -246,6 +250,18 @@ def _sender(mapping: Mapping) -> tuple[str, str, tuple[str, str]]:
     return sender.value, sender.kind, ("From", sender.value)
 
 
+def _valid_url(url: str) -> bool:
+    """An absolute http(s) URL Twilio can fetch: no whitespace or control characters, which urlsplit
+    silently strips or keeps, and a host urlsplit can parse (a bad IPv6 literal raises)."""
+    if any(c <= " " or c == "\x7f" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
 def _content(mapping: Mapping, scope: dict[str, object]) -> tuple[list[tuple[str, str]], int]:
     content = mapping.content
     if isinstance(content, TemplateContent):
@@ -263,8 +279,7 @@ def _content(mapping: Mapping, scope: dict[str, object]) -> tuple[list[tuple[str
         url = _render(template, scope, mapping, f"content.media.{i}").strip()
         if not url:
             continue  # an optional image that this event does not have
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _valid_url(url):
             raise _invalid(
                 mapping,
                 f"content.media.{i}",
@@ -303,8 +318,13 @@ def _send_at(mapping: Mapping, scope: dict[str, object], now: dt.datetime) -> li
         raise _invalid(
             mapping, "options.send_at.at", "invalid_send_at", f"{raw[:40]!r} is not an ISO-8601 time"
         )
-    when += dt.timedelta(seconds=spec.offset)
-    ahead = when - now
+    try:
+        when += dt.timedelta(seconds=spec.offset)
+        ahead = when - now
+    except OverflowError:
+        raise _invalid(
+            mapping, "options.send_at.at", "invalid_send_at", f"{raw[:40]!r} plus the offset is out of range"
+        ) from None
     if ahead > MAX_SEND_AT:
         return Skip(
             mapping.id, "send_at_too_far", f"send_at is {ahead.days} days ahead; Twilio schedules up to 35"
@@ -369,7 +389,7 @@ def _tags(plan: _Plan, mapping: Mapping, scope: dict[str, object]) -> list[tuple
     tags: dict[str, str] = {}
     for key, template in plan.tags:
         value = _render(template, scope, mapping, f"options.tags.{key}")
-        if not 0 < len(value) <= 128 or not _TAG.match(value):
+        if not 0 < len(value) <= 128 or not _TAG.fullmatch(value):  # fullmatch: `$` admits a final \n
             raise _invalid(
                 mapping, f"options.tags.{key}", "invalid_tag", f"rendered to a value not matching {TAG_TEXT}"
             )
@@ -416,7 +436,9 @@ def render(
     dedup_key = _render(dedup.key, scope, mapping, "policies.dedup.key") if dedup.enabled else ""
     qh = mapping.policies.quiet_hours
     zone = event.timezone
-    timezone = zone if zone is not None and _valid_zone(zone) else (qh.default_timezone if qh else None)
+    # IANA names are short; the length bound also keeps huge strings out of _valid_zone's cache.
+    valid = zone is not None and len(zone) <= 64 and _valid_zone(zone)
+    timezone = zone if valid else (qh.default_timezone if qh else None)
     cap = mapping.policies.frequency_cap
     return OutboundMessage(
         mapping_id=mapping.id, channel=mapping.channel, to=to, recipient=recipient.address,

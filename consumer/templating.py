@@ -47,7 +47,10 @@ def parse_time(value: object, now: dt.datetime | None = None) -> dt.datetime | N
     elif isinstance(value, bool):
         return None
     elif isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            parsed = dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, ValueError, OSError):  # NaN, infinities, beyond year 9999
+            return None
     elif isinstance(value, str):
         text = value.strip()
         if text in {"now", "today"}:
@@ -84,8 +87,11 @@ def _in_time_zone(value: object, zone: object) -> object:
         return value
     try:
         return when.astimezone(ZoneInfo(str(zone)))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise FilterArgumentError(f"in_time_zone: unknown time zone {zone!r}", token=None) from exc
+    # OSError: a name that is a tzdata directory ("America") or too long for a file name.
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise FilterArgumentError(f"in_time_zone: unknown time zone {str(zone)[:64]!r}", token=None) from exc
+    except OverflowError as exc:
+        raise FilterArgumentError(f"in_time_zone: {value!r} is out of range in {zone!r}", token=None) from exc
 
 
 @with_context
@@ -99,7 +105,10 @@ def _time_add(value: object, duration: object, *, context: Any) -> object:
         )
     if when is None:
         return value
-    return when + dt.timedelta(seconds=seconds)
+    try:
+        return when + dt.timedelta(seconds=seconds)
+    except OverflowError as exc:
+        raise FilterArgumentError(f"time_add: {value!r} {duration!r} is out of range", token=None) from exc
 
 
 class _Strict(FalsyStrictUndefined):

@@ -147,3 +147,10 @@ def test_an_invalid_schema_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "broken.avsc").write_text('{"type": "record", "name": "X", "fields": [{"name": "a"}]}')
     with pytest.raises(SettingsError, match=r"broken\.avsc: not a valid Avro schema"):
         Decoder(schemas_dir=tmp_path)
+
+
+@pytest.mark.parametrize("external_ids", [5, True, 1.5, "x", {"id": "+14155550123"}])
+def test_external_ids_that_are_not_a_list_are_dropped_not_a_crash(external_ids: Any) -> None:
+    data = {"type": "track", "messageId": "m", "userId": "u", "external_ids": external_ids}
+    event = Decoder(schemas_dir=SCHEMAS_DIR).decode(json.dumps(data).encode())
+    assert event.external_ids == ()

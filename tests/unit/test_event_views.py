@@ -125,3 +125,18 @@ def test_timezone_prefers_context_then_traits_then_properties(
     data: dict[str, Any], timezone: str | None
 ) -> None:
     assert Event.from_segment({"type": "track", "messageId": "m", **data}).timezone == timezone
+
+
+@pytest.mark.parametrize("klass", [[], {}, ["audience"], 1])
+def test_a_computation_class_that_is_not_text_means_no_membership(klass: Any) -> None:
+    personas = {"computation_class": klass, "computation_key": "k"}
+    event = Event.from_segment(
+        {
+            "type": "track",
+            "messageId": "m",
+            "userId": "u",
+            "properties": {"k": True},
+            "context": {"personas": personas},
+        }
+    )
+    assert event.audience is None

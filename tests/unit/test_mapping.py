@@ -501,6 +501,27 @@ INVALID: list[tuple[str, dict[str, Any], str, str, str]] = [
         "IANA",
     ),
     (
+        "a quiet-hours zone naming a tz directory",
+        base(policies={"quiet_hours": {"start": "21:00", "end": "08:00", "default_timezone": "America"}}),
+        "policies.quiet_hours.default_timezone",
+        "unknown time zone",
+        "IANA",
+    ),
+    (
+        "a tag key that looks like a template (keys are never rendered)",
+        base(options={"tags": {"{{ properties.k }}": "v"}}),
+        "options.tags",
+        "tag key",
+        "letters, digits",
+    ),
+    (
+        "a tag value ending in a newline",
+        base(options={"tags": {"campaign": "spring\n"}}),
+        "options.tags",
+        "tag value",
+        "letters, digits",
+    ),
+    (
         "quiet hours without a fallback zone",
         base(policies={"quiet_hours": {"start": "21:00", "end": "08:00"}}),
         "policies.quiet_hours.default_timezone",

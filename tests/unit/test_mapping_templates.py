@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from liquid.exceptions import LiquidError
 
-from consumer.templating import LENIENT_ENV, STRICT_ENV, Template, parse_duration
+from consumer.templating import LENIENT_ENV, STRICT_ENV, Template, parse_duration, parse_time
 
 SCOPE: dict[str, Any] = {
     "properties": {
@@ -137,3 +137,27 @@ def test_an_unknown_time_zone_is_a_template_error() -> None:
 )
 def test_durations(text: str, seconds: float | None) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_an_epoch_out_of_range_is_printed_as_it_came() -> None:
+    scope = {"properties": {"t": 1e300}, "now": dt.datetime(2026, 3, 2, tzinfo=dt.UTC)}
+    assert Template("{{ properties.t | date: '%Y' }}").render(scope, strict=True) == "1e+300"
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ("{{ properties.t | time_add: '1d' }}", "9999-12-31T23:00:00Z"),
+        ("{{ properties.t | in_time_zone: 'Pacific/Kiritimati' }}", "9999-12-31T23:00:00Z"),
+        ("{{ properties.t | in_time_zone: properties.zone }}", "2026-03-02T10:00:00Z"),
+    ],
+)
+def test_times_beyond_the_calendar_and_tz_directories_are_template_errors(source: str, value: Any) -> None:
+    scope = {"properties": {"t": value, "zone": "America"}, "now": dt.datetime(2026, 3, 2, tzinfo=dt.UTC)}
+    with pytest.raises(LiquidError):
+        Template(source).render(scope, strict=True)
+
+
+@pytest.mark.parametrize("value", [1e300, -1e20, float("nan"), float("inf"), 10**30])
+def test_parse_time_gives_none_for_epochs_out_of_range(value: float) -> None:
+    assert parse_time(value) is None

@@ -239,3 +239,25 @@ def test_a_thousand_mappings_are_indexed_not_scanned() -> None:
     index = index_of(*raw)
     assert ids(index.match(track("Event 777"))) == ["m777"]
     assert [v.mapping.id for v in index.explain(membership("aud_5", True))] == ["a5"]
+
+
+@pytest.mark.parametrize(
+    ("condition", "value"),
+    [
+        ({"path": "properties.at", "gt": "2026-01-01T00:00:00Z"}, 1e300),
+        ({"path": "properties.at", "lt": "2026-01-01T00:00:00Z"}, float("nan")),
+        ({"path": "properties.n", "gt": 5}, 10**400),
+    ],
+)
+def test_out_of_range_numbers_make_a_condition_false(condition: dict[str, Any], value: Any) -> None:
+    index = index_of(mapping("a", {"event": "E", "conditions": condition}))
+    assert ids(index.match(track("E", {"at": value, "n": value}))) == []
+
+
+def test_deeply_nested_journey_context_does_not_exhaust_the_stack() -> None:
+    nested: dict[str, Any] = {"leaf": 1}
+    for _ in range(700):
+        nested = {"a": nested}
+    condition = {"path": "journey.step_id", "exists": False}
+    index = index_of(mapping("a", {"event": "E", "conditions": condition}))
+    assert ids(index.match(track("E", {"journey_context": nested}))) == ["a"]

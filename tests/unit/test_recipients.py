@@ -189,3 +189,11 @@ def test_messenger_addresses_are_raw_ids() -> None:
 
 def test_every_channel_has_default_sources() -> None:
     assert set(DEFAULT_SOURCES) == set(Channel)
+
+
+def test_overlong_phone_values_are_rejected_without_being_cached() -> None:
+    from consumer import recipients
+
+    before = recipients._normalize_phone.cache_info().currsize
+    assert normalize_phone("+1415555012" + "3" * 100_000) is None
+    assert recipients._normalize_phone.cache_info().currsize == before

@@ -395,3 +395,49 @@ def test_templates_see_the_whole_event_audience_journey_and_recipient() -> None:
 )
 def test_segments_count_gsm7_and_ucs2_like_twilio(body: str, segments: int) -> None:
     assert count_segments(body) == segments
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://[not-an-ip]/a.png",
+        "https://cdn.example.com/a b.png",
+        "https://cdn.example.com/a\n.png",
+        "https://cdn.example.com/a\t.png",
+    ],
+)
+def test_media_urls_twilio_would_reject_are_render_errors(url: str) -> None:
+    mapping = make(channel="mms", content={"body": "x", "media": ["{{ properties.url }}"]})
+    with pytest.raises(RenderError) as caught:
+        go(mapping, event({"url": url}))
+    assert (caught.value.reason, caught.value.field) == ("invalid_media_url", "content.media.0")
+
+
+def test_a_send_at_beyond_the_calendar_is_a_render_error() -> None:
+    options = {"send_at": {"at": "{{ properties.at }}", "offset": "1d"}}
+    with pytest.raises(RenderError) as caught:
+        go(make(**SCHEDULED, options=options), event({"at": "9999-12-31T23:00:00Z"}))
+    assert caught.value.reason == "invalid_send_at"
+
+
+@pytest.mark.parametrize("value", ["spring\n", "spring\r\n"])
+def test_a_tag_rendering_with_a_trailing_newline_is_a_render_error(value: str) -> None:
+    with pytest.raises(RenderError) as caught:
+        go(make(options={"tags": {"sku": "{{ properties.sku }}"}}), event({"sku": value}))
+    assert caught.value.reason == "invalid_tag"
+
+
+@pytest.mark.parametrize("zone", ["America", "Europe", "a" * 300])
+def test_an_event_time_zone_naming_a_directory_or_too_long_falls_back(zone: str) -> None:
+    quiet = {"start": "21:00", "end": "08:00", "default_timezone": "Europe/Paris"}
+    mapping = make(policies={"consent": "ignore", "quiet_hours": quiet})
+    assert sent(go(mapping, event(context={"timezone": zone}))).timezone == "Europe/Paris"
+
+
+def test_deeply_nested_journey_context_renders_without_exhausting_the_stack() -> None:
+    nested: dict[str, Any] = {"leaf": 1}
+    for _ in range(700):
+        nested = {"a": nested}
+    mapping = make(content={"body": "Hi {{ journey.step_name | default: 'there' }}"})
+    assert ("Body", "Hi there") in sent(go(mapping, event({"journey_context": nested}))).params
