@@ -70,14 +70,6 @@ class RecordState:
         return (self.topic, self.partition)
 
 
-@dataclass
-class Halt:
-    """Sending is stopped by a configuration error until a credential check passes."""
-
-    error: TwilioError | None = None
-    resumed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class Dispatcher:
     """Runs each outbound message to its outcome; see the module docstring for the rules."""
 
@@ -114,8 +106,9 @@ class Dispatcher:
         self.rand = rand
         self.caps = FrequencyCaps()
         self.suppressed: set[str] = set()  # recipients who answered STOP or cannot receive (this run)
-        self.halt = Halt()
-        self.halt.resumed.set()
+        # Cleared by a configuration error, set again when a credential check passes.
+        self._sending_allowed = asyncio.Event()
+        self._sending_allowed.set()
         self._lanes: dict[tuple[str, int, str], asyncio.Future[None]] = {}
         self._tasks: dict[tuple[str, int], set[asyncio.Task[None]]] = {}
         self._sending: set[asyncio.Task[Any]] = set()  # tasks whose request may be on the wire now
@@ -307,7 +300,7 @@ class Dispatcher:
         mid = message.mapping_id
         attempt = 0
         while True:
-            await self.halt.resumed.wait()
+            await self._sending_allowed.wait()
             try:
                 result = await self._attempt(params)
             except TwilioError as error:
@@ -412,24 +405,22 @@ class Dispatcher:
         return "dead"
 
     def _halt(self, error: TwilioError) -> None:
-        if self.halt.resumed.is_set():
+        if self._sending_allowed.is_set():
             log.error(
                 "Twilio rejected our configuration; sending halts until the credential check passes: %s",
                 error.message,
                 extra={"twilio_code": error.code},
             )
-            self.halt.error = error
-            self.halt.resumed.clear()
+            self._sending_allowed.clear()
 
     def resume(self) -> None:
-        if not self.halt.resumed.is_set():
+        if not self._sending_allowed.is_set():
             log.warning("Twilio credential check passed; resuming sending")
-            self.halt.error = None
-            self.halt.resumed.set()
+            self._sending_allowed.set()
 
     @property
     def halted(self) -> bool:
-        return not self.halt.resumed.is_set()
+        return not self._sending_allowed.is_set()
 
     def _sync_limit(self) -> None:
         limit = self.adaptive.limit
