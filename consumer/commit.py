@@ -81,6 +81,11 @@ class OffsetTracker:
             if part is not None and (part.committed is None or offset > part.committed):
                 part.committed = offset
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The last offset committed for `tp` (None before the first commit or when not tracked)."""
+        part = self._partitions.get(tp)
+        return None if part is None else part.committed
+
     def pending(self, tp: TopicPartition | None = None) -> int:
         """Records tracked but not finished: in one partition, or in all when `tp` is None."""
         if tp is None:

@@ -91,7 +91,6 @@ class Service:
         self.stopping = asyncio.Event()
         self.metrics_port: int | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="kafka-poll")
-        self._committed: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
         # Bumped on every assignment: a late outcome from before a revoke must not finish the same
         # offset in a later assignment of the partition.
@@ -394,7 +393,6 @@ class Service:
             return
         # Tracker state is only touched on the event loop; the poll thread only talks to Kafka.
         self.tracker.mark_committed(offsets)
-        self._committed.update(offsets)
 
     def _commit_sync(self, offsets: dict[tuple[str, int], int]) -> None:
         self.consumer.commit(
@@ -416,7 +414,7 @@ class Service:
                 _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
             except KafkaException:
                 continue
-            committed = self._committed.get((topic, partition))
+            committed = self.tracker.committed((topic, partition))
             if high >= 0 and committed is not None:
                 self.metrics.consumer_lag.labels(topic, str(partition)).set(max(0, high - committed))
 
@@ -519,7 +517,6 @@ class Service:
         )
         for tp in tps:
             self.tracker.revoke(tp)
-            self._committed.pop(tp, None)
             self._assigned.discard(tp)
         for slot in {self.dedup.ledger.slot(p) for _, p in tps} - {
             self.dedup.ledger.slot(p) for _, p in self._assigned

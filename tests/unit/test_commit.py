@@ -170,3 +170,15 @@ def test_a_large_backlog_flows_through_in_linear_time() -> None:
     assert tracker.committable() == {TP: n}
     assert tracker.pending() == 0
     assert elapsed < 5, f"{n} records took {elapsed:.1f}s"
+
+
+def test_the_last_committed_offset_is_known_per_partition_until_revoked() -> None:
+    tracker = OffsetTracker()
+    tp = ("t", 0)
+    assert tracker.committed(tp) is None
+    tracker.track(tp, 0)
+    tracker.finish(tp, 0)
+    tracker.mark_committed(tracker.committable())
+    assert tracker.committed(tp) == 1
+    tracker.revoke(tp)
+    assert tracker.committed(tp) is None
