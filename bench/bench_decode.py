@@ -48,10 +48,10 @@ def main() -> None:
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from consumer.decode import Decoder
-    from consumer.produce import Encoder, encode_event
-    from consumer.registry import make_registry_client
-    from consumer.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
+    from consumer.commands.produce import Encoder, encode_event
+    from consumer.events.decode import Decoder
+    from consumer.events.registry import make_registry_client
+    from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
 
     events = [json.loads(p.read_text()) for p in FIXTURES]
     registry = make_registry_client("mock://bench")

@@ -115,7 +115,7 @@ class Events:
     """Unique Avro events (unique messageId, user and recipient) from one encoded template."""
 
     def __init__(self, run: str) -> None:
-        from consumer.produce import Encoder
+        from consumer.commands.produce import Encoder
 
         self.run = run  # 6 chars: keeps message ids unique across runs sharing a ledger
         self.template = Encoder(encoding="single-object", schemas_dir=ROOT / "schemas").encode(TEMPLATE)
@@ -188,10 +188,10 @@ def delete_topics(admin: AdminClient, topics: list[str], group: str | None = Non
 
 def rendered_form(events: Events) -> list[tuple[str, str]]:
     """The exact form the service sends for event 0 (decode, match, render of the real mapping)."""
-    from consumer.decode import Decoder
-    from consumer.mapping import load_mappings
-    from consumer.match import MatchIndex
-    from consumer.render import OutboundMessage, render
+    from consumer.events.decode import Decoder
+    from consumer.mappings.match import MatchIndex
+    from consumer.mappings.model import load_mappings
+    from consumer.pipeline.render import OutboundMessage, render
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.yaml"

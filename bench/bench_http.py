@@ -44,13 +44,13 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumer.send import USER_AGENT, TwilioClient  # noqa: E402
 from consumer.settings import TwilioSettings  # noqa: E402
 from consumer.simulator.config import (  # noqa: E402
     DEFAULT_ACCOUNT_SID,
     DEFAULT_API_KEY_SECRET,
     DEFAULT_API_KEY_SID,
 )
+from consumer.twilio.client import USER_AGENT, TwilioClient  # noqa: E402
 
 # No StatusCallback in the measured form: the callbacks would load the simulator process.
 PARAMS = [

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consumer.event import Event
-from consumer.mapping import Mapping, parse_mappings
-from consumer.match import Lookup, MatchIndex, compile_condition
-from consumer.render import OutboundMessage, render
+from consumer.events.model import Event
+from consumer.mappings.match import Lookup, MatchIndex, compile_condition
+from consumer.mappings.model import Mapping, parse_mappings
+from consumer.pipeline.render import OutboundMessage, render
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 MS = "MG" + "0123456789abcdef" * 2

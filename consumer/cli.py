@@ -13,22 +13,28 @@ from consumer import __version__
 
 # name -> ("module:function", one-line help); each function takes argv without the name, returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("consumer.service:main", "consume events and send Twilio messages (the service)"),
-    "validate": ("consumer.preview:validate_main", "check mapping files; report every problem at once"),
+    "run": ("consumer.service.service:main", "consume events and send Twilio messages (the service)"),
+    "validate": (
+        "consumer.commands.preview:validate_main",
+        "check mapping files; report every problem at once",
+    ),
     "preview": (
-        "consumer.preview:preview_main",
+        "consumer.commands.preview:preview_main",
         "show which mappings fire for events and the exact requests",
     ),
     "produce": (
-        "consumer.produce:main",
+        "consumer.commands.produce:main",
         "encode Segment-shaped JSON lines as Avro and produce them to a topic",
     ),
     "simulator": (
         "consumer.simulator:main",
         "run the local Twilio simulator (validates against the OpenAPI spec)",
     ),
-    "replay": ("consumer.replay:main", "re-publish dead-lettered records to their source topic"),
-    "demo": ("consumer.demo:main", "run the whole path locally on sample events and print a summary"),
+    "replay": ("consumer.commands.replay:main", "re-publish dead-lettered records to their source topic"),
+    "demo": (
+        "consumer.commands.demo:main",
+        "run the whole path locally on sample events and print a summary",
+    ),
 }
 
 

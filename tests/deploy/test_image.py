@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from consumer.cli import COMMANDS
-from consumer.health import HEALTH_PATH
+from consumer.service.health import HEALTH_PATH
 from consumer.settings import ServiceSettings
 from tests.deploy.render import DEPLOY, ROOT, consumer_container, container_env, one, render
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from consumer.health import HEALTH_PATH, READY_PATH
-from consumer.mapping import load_mappings
+from consumer.mappings.model import load_mappings
+from consumer.service.health import HEALTH_PATH, READY_PATH
 from consumer.settings import KafkaSettings, ServiceSettings, TwilioSettings, load_settings
 from tests.deploy.render import (
     DEPLOY,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from consumer.health import HEALTH_PATH, METRICS_PATH, READY_PATH, build_app, start_server
 from consumer.metrics import Metrics
+from consumer.service.health import HEALTH_PATH, METRICS_PATH, READY_PATH, build_app, start_server
 
 
 @pytest.mark.parametrize("ready", [True, False])

@@ -12,10 +12,10 @@ import pytest
 from confluent_kafka import Consumer
 
 from consumer.cli import main as cli_main
-from consumer.decode import Decoder
-from consumer.event import Event
-from consumer.produce import produce_events
-from consumer.registry import make_registry_client
+from consumer.commands.produce import produce_events
+from consumer.events.decode import Decoder
+from consumer.events.model import Event
+from consumer.events.registry import make_registry_client
 from tests.unit._fixtures import SCHEMAS_DIR, all_fixtures, load
 
 pytestmark = pytest.mark.integration

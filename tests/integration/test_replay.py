@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka import KafkaError as LibKafkaError
 
-from consumer import deadletter as dl
-from consumer.deadletter import DeadLetterWriter
+from consumer.commands.replay import REPLAYED_FROM, ReplayFilter, main, replay
 from consumer.errors import DecodeError, ErrorClass, KafkaError, RenderError, TwilioError
-from consumer.replay import REPLAYED_FROM, ReplayFilter, main, replay
+from consumer.kafka import deadletter as dl
+from consumer.kafka.deadletter import DeadLetterWriter
 
 T0 = datetime(2025, 1, 31, 9, 0, tzinfo=UTC)
 

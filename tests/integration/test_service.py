@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from consumer.deadletter import parse_dead_letter_headers
+from consumer.commands.produce import produce_events
+from consumer.kafka.deadletter import parse_dead_letter_headers
 from consumer.metrics import Metrics
-from consumer.produce import produce_events
-from consumer.service import Service
+from consumer.service.service import Service
 from consumer.settings import Settings, load_settings
 from consumer.simulator import SimulatorHandle
 from tests.integration.conftest import ROOT, order_event
@@ -348,7 +348,7 @@ async def test_an_unexpected_error_in_a_stage_dead_letters_that_record_and_the_p
     service_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import consumer.service as service_module
+    import consumer.service.service as service_module
 
     real_render = service_module.render
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from consumer.content import verify_templates
 from consumer.errors import ErrorClass, MappingError, TwilioError
-from consumer.retry import RetryPolicy, send_with_retries
-from consumer.send import TwilioClient
+from consumer.pipeline.retry import RetryPolicy, send_with_retries
 from consumer.settings import TwilioSettings
 from consumer.simulator import SimulatorConfig, SimulatorHandle, running_simulator
 from consumer.simulator.config import sample_templates
+from consumer.twilio.client import TwilioClient
+from consumer.twilio.content import verify_templates
 
 SMS = [("To", "+14155550100"), ("From", "+14155550199"), ("Body", "Hello from the test")]
 FAST = RetryPolicy(max_retries=3, base_s=0.01, cap_s=0.05)
@@ -321,7 +321,7 @@ async def test_the_direct_send_path_writes_the_headers_and_body_twilio_expects()
 
     from aiohttp import web
 
-    from consumer.send import USER_AGENT
+    from consumer.twilio.client import USER_AGENT
 
     seen: list[tuple[dict[str, str], bytes, str]] = []
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from consumer.event import Event
-from consumer.recipients import Channel, find_recipient
+from consumer.events.model import Event
+from consumer.events.recipients import Channel, find_recipient
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"

@@ -9,9 +9,9 @@ import aiohttp
 import httpx
 import pytest
 
-from consumer.classify import CODE_CLASSES, classify
 from consumer.errors import ErrorClass
-from consumer.send import transport_error_class
+from consumer.twilio.classify import CODE_CLASSES, classify
+from consumer.twilio.client import transport_error_class
 
 R, M, P, S, C = (
     ErrorClass.RETRYABLE,

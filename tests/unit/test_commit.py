@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.commit import OffsetTracker
+from consumer.kafka.offsets import OffsetTracker
 
 TP = ("events", 0)
 OTHER = ("events", 1)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from consumer.content import check_templates, template_channels, template_tokens
+from consumer.twilio.content import check_templates, template_channels, template_tokens
 
 TEXT = {"sid": "HX1", "types": {"twilio/text": {"body": "Hi {{1}}, see you {{ 2 }}"}}}
 MEDIA = {"sid": "HX2", "types": {"twilio/media": {"body": "Order {{1}}", "media": ["https://x/{{2}}.png"]}}}

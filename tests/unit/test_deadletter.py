@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from confluent_kafka import Producer
 
-from consumer import deadletter as dl
-from consumer.deadletter import DeadLetterWriter, dead_letter_headers, parse_dead_letter_headers
 from consumer.errors import ConsumerError, DecodeError, ErrorClass, KafkaError, RenderError, TwilioError
+from consumer.kafka import deadletter as dl
+from consumer.kafka.deadletter import DeadLetterWriter, dead_letter_headers, parse_dead_letter_headers
 
 NOW = datetime(2025, 1, 31, 9, 30, 0, 123000, tzinfo=UTC)
 ORIGINAL = [("traceparent", b"00-abc-def-01"), ("empty", None), ("dup", b"1"), ("dup", b"2")]

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from consumer.decode import Decoder
-from consumer.event import Event
-from consumer.produce import encode_event
-from consumer.registry import make_registry_client
-from consumer.schemas import LocalSchemas, from_avro, to_avro
+from consumer.commands.produce import encode_event
+from consumer.events.decode import Decoder
+from consumer.events.model import Event
+from consumer.events.registry import make_registry_client
+from consumer.events.schemas import LocalSchemas, from_avro, to_avro
 from tests.unit._fixtures import EXPECTED, SCHEMAS_DIR, all_fixtures, load, views
 
 ENCODINGS = ["single-object", "schemaless", "json", "confluent"]

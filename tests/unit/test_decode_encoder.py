@@ -9,9 +9,9 @@ import fastavro
 import pytest
 from hypothesis import given, settings
 
-from consumer import avro_encode
-from consumer.produce import Encoder
-from consumer.schemas import LocalSchemas, to_avro
+from consumer.commands.produce import Encoder
+from consumer.events import avro_fast as avro_encode
+from consumer.events.schemas import LocalSchemas, to_avro
 from tests.unit._fixtures import SCHEMAS_DIR, all_fixtures, load
 from tests.unit.test_decode_fuzz import EVENTS
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import Schema
 
-from consumer.decode import Decoder
+from consumer.commands.produce import encode_event
 from consumer.errors import DecodeError, RecordRef, SettingsError
-from consumer.produce import encode_event
-from consumer.registry import make_registry_client
+from consumer.events.decode import Decoder
+from consumer.events.registry import make_registry_client
 from tests.unit._fixtures import SCHEMAS_DIR, load
 
 EVENT = load("audience_entered_track")

@@ -8,12 +8,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.decode import Decoder
+from consumer.commands.produce import encode_event
 from consumer.errors import DecodeError
-from consumer.event import Event
-from consumer.produce import encode_event
-from consumer.registry import make_registry_client
-from consumer.schemas import LocalSchemas
+from consumer.events.decode import Decoder
+from consumer.events.model import Event
+from consumer.events.registry import make_registry_client
+from consumer.events.schemas import LocalSchemas
 from tests.unit._fixtures import SCHEMAS_DIR, all_fixtures, load
 
 REGISTRY = make_registry_client("mock://fuzz")

@@ -12,11 +12,11 @@ import pytest
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from consumer.decode import Decoder
+from consumer.commands.produce import encode_event
 from consumer.errors import DecodeError, RecordRef, RegistryError
-from consumer.produce import encode_event
-from consumer.registry import RegistrySchemas, make_registry_client, redact_url
-from consumer.schemas import LocalSchemas, to_avro
+from consumer.events.decode import Decoder
+from consumer.events.registry import RegistrySchemas, make_registry_client, redact_url
+from consumer.events.schemas import LocalSchemas, to_avro
 from tests.unit._fixtures import SCHEMAS_DIR, load
 
 EVENT = load("event_triggered_journey_step")

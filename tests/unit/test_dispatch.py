@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from consumer.deadletter import DeadLetterWriter, parse_dead_letter_headers
-from consumer.dedup import DedupStore, ledger_key
-from consumer.dispatch import Dispatcher, RecordState
 from consumer.errors import ErrorClass, TwilioError
-from consumer.mapping import QuietHours
+from consumer.events.recipients import Channel
+from consumer.kafka.deadletter import DeadLetterWriter, parse_dead_letter_headers
+from consumer.mappings.model import QuietHours
 from consumer.metrics import Metrics
-from consumer.ratelimit import AdaptiveLimit, SenderLimits
-from consumer.recipients import Channel
-from consumer.render import FrequencyCap, OutboundMessage
-from consumer.send import SendResult
+from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
+from consumer.pipeline.render import FrequencyCap, OutboundMessage
+from consumer.service.dispatcher import Dispatcher, RecordState
+from consumer.state.ledger import DedupStore, ledger_key
+from consumer.twilio.client import SendResult
 
 OK = SendResult(sid="SM" + "0" * 32, status="queued", num_segments=1, error_code=None, latency_s=0.01)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from consumer.event import ComputedTrait, Event, JourneyStep, Membership
+from consumer.events.model import ComputedTrait, Event, JourneyStep, Membership
 from tests.unit._fixtures import EXPECTED, all_fixtures, load, views
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from consumer.gate import FrequencyCaps, quiet_until, zone
+from consumer.pipeline.gates import FrequencyCaps, quiet_until, zone
 
 LA = zone("America/Los_Angeles")
 

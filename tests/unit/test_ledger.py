@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.dedup import (
+from consumer.state.ledger import (
     DedupStore,
     Ledger,
     LedgerEntry,

@@ -87,12 +87,12 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, object]]]]:
 def test_each_record_is_one_json_line_with_ts_level_logger_msg_and_extras(
     log_lines: Callable[[], list[dict[str, object]]],
 ) -> None:
-    logging.getLogger("consumer.service").info(
+    logging.getLogger("consumer.service.service").info(
         "sent %s", "SM123", extra={"topic": "events", "partition": 3, "offset": 42, "mapping": "welcome"}
     )
     [line] = log_lines()
     assert line["level"] == "INFO"
-    assert line["logger"] == "consumer.service"
+    assert line["logger"] == "consumer.service.service"
     assert line["msg"] == "sent SM123"
     assert (line["topic"], line["partition"], line["offset"], line["mapping"]) == ("events", 3, 42, "welcome")
     assert isinstance(line["ts"], str)
@@ -145,7 +145,7 @@ def test_secrets_are_never_printed(log_lines: Callable[[], list[dict[str, object
 
 
 def test_records_from_child_loggers_are_masked_too(log_lines: Callable[[], list[dict[str, object]]]) -> None:
-    logging.getLogger("consumer.send.deep").error("to +14155550123")
+    logging.getLogger("consumer.twilio.client.deep").error("to +14155550123")
     [line] = log_lines()
     assert line["msg"] == "to +1415*****23"
 

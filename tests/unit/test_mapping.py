@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from consumer.errors import MappingError
-from consumer.mapping import InlineContent, Mapping, TemplateContent, load_mappings, parse_mappings
-from consumer.recipients import Channel
+from consumer.events.recipients import Channel
+from consumer.mappings.model import InlineContent, Mapping, TemplateContent, load_mappings, parse_mappings
 
 MS = "MG" + "a" * 32
 HX = "HX" + "b" * 32

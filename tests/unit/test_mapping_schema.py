@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from consumer.mapping import load_mappings, render_json_schema
+from consumer.mappings.model import load_mappings, render_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "mapping.schema.json"
@@ -19,7 +19,7 @@ EXAMPLES = sorted([ROOT / "examples" / "mappings.yaml", *(ROOT / "examples" / "m
 def test_the_committed_schema_matches_the_model() -> None:
     assert SCHEMA.read_text(encoding="utf-8") == render_json_schema(), (
         "schemas/mapping.schema.json is stale: regenerate it with "
-        "`.venv/bin/python -m consumer.mapping > schemas/mapping.schema.json`"
+        "`.venv/bin/python -m consumer.mappings.model > schemas/mapping.schema.json`"
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from liquid.exceptions import LiquidError
 
-from consumer.templating import LENIENT_ENV, STRICT_ENV, Template, parse_duration, parse_time
+from consumer.mappings.templating import LENIENT_ENV, STRICT_ENV, Template, parse_duration, parse_time
 
 SCOPE: dict[str, Any] = {
     "properties": {

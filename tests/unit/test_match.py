@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from consumer.event import Event
-from consumer.mapping import Mapping, parse_mappings
-from consumer.match import MatchIndex
+from consumer.events.model import Event
+from consumer.mappings.match import MatchIndex
+from consumer.mappings.model import Mapping, parse_mappings
 
 
 def mapping(mid: str, trigger: dict[str, Any], **extra: Any) -> dict[str, Any]:

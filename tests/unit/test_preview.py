@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from consumer.event import Event
-from consumer.mapping import load_mappings
-from consumer.match import MatchIndex
-from consumer.preview import preview_event, preview_main, validate_main
+from consumer.commands.preview import preview_event, preview_main, validate_main
+from consumer.events.model import Event
+from consumer.mappings.match import MatchIndex
+from consumer.mappings.model import load_mappings
 from tests.twilio_contract import assert_valid_message_request, message_request_problems
 
 ROOT = Path(__file__).resolve().parents[2]

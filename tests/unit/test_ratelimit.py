@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from consumer.errors import SettingsError
-from consumer.ratelimit import AdaptiveLimit, ConcurrencyGate, SenderLimits, TokenBucket
+from consumer.pipeline.pacing import AdaptiveLimit, ConcurrencyGate, SenderLimits, TokenBucket
 
 
 class FakeClock:

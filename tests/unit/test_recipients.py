@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from consumer.event import Event
-from consumer.recipients import (
+from consumer.events.model import Event
+from consumer.events.recipients import (
     DEFAULT_SOURCES,
     Channel,
     Consent,
@@ -192,7 +192,7 @@ def test_every_channel_has_default_sources() -> None:
 
 
 def test_overlong_phone_values_are_rejected_without_being_cached() -> None:
-    from consumer import recipients
+    from consumer.events import recipients
 
     before = recipients._normalize_phone.cache_info().currsize
     assert normalize_phone("+1415555012" + "3" * 100_000) is None

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from consumer.errors import RenderError
-from consumer.event import Event
-from consumer.mapping import Mapping, parse_mappings
-from consumer.render import FrequencyCap, OutboundMessage, Skip, count_segments, render
+from consumer.events.model import Event
+from consumer.mappings.model import Mapping, parse_mappings
+from consumer.pipeline.render import FrequencyCap, OutboundMessage, Skip, count_segments, render
 
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 MS = "MG" + "a" * 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from consumer.errors import ErrorClass, TwilioError
-from consumer.retry import RetryPolicy, compute_backoff, send_with_retries
-from consumer.send import SendResult
+from consumer.pipeline.retry import RetryPolicy, compute_backoff, send_with_retries
+from consumer.twilio.client import SendResult
 
 OK = SendResult(sid="SM" + "1" * 32, status="queued", num_segments=1, error_code=None, latency_s=0.01)
 

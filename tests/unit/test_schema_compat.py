@@ -12,9 +12,9 @@ import fastavro
 import pytest
 from fastavro.read import SchemaResolutionError
 
-from consumer.decode import Decoder
-from consumer.event import Event
-from consumer.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, from_avro, to_avro
+from consumer.events.decode import Decoder
+from consumer.events.model import Event
+from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, from_avro, to_avro
 from tests.unit._fixtures import SCHEMAS_DIR, all_fixtures, load
 
 LOCAL = LocalSchemas.load(SCHEMAS_DIR)

@@ -15,8 +15,8 @@ import pytest
 
 from consumer import __version__
 from consumer.errors import ErrorClass, TwilioError
-from consumer.send import TwilioClient
 from consumer.settings import TwilioSettings
+from consumer.twilio.client import TwilioClient
 from tests.twilio_contract import assert_valid_message_request, message_request_problems
 
 ACCOUNT = "AC" + "a" * 32

@@ -6,7 +6,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError as RdKafkaError
 
-from consumer.service import Service
+from consumer.service.service import Service
 from consumer.settings import load_settings
 
 

@@ -8,7 +8,7 @@ puts its CPU per request level with plain aiohttp; any other httpx transport (ht
 in tests, a proxy-aware one) gets the same request as an httpx.Request.
 
 Failures become `consumer.errors.TwilioError`, translated once, here:
-- Twilio error bodies are classified by `consumer.classify` (code first, then HTTP status);
+- Twilio error bodies are classified by `consumer.twilio.classify` (code first, then HTTP status);
   Retry-After is carried on the error.
 - No connection could be made (refused, DNS, connect timeout, waiting for a pooled connection):
   the request was never written, so it is RETRYABLE.
@@ -42,9 +42,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from consumer import __version__
-from consumer.classify import classify
 from consumer.errors import ErrorClass, TwilioError
 from consumer.settings import TwilioSettings
+from consumer.twilio.classify import classify
 
 USER_AGENT = f"kafka-twilio/{__version__}"
 FORM = "application/x-www-form-urlencoded"

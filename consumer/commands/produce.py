@@ -21,10 +21,10 @@ from typing import Any, TextIO
 
 import fastavro
 
-from consumer import avro_encode
 from consumer.errors import ConsumerError, KafkaError, SettingsError
-from consumer.event import JSON
-from consumer.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
+from consumer.events import avro_fast as avro_encode
+from consumer.events.model import JSON
+from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
 
 ENCODINGS = ("single-object", "confluent", "schemaless", "json")
 
@@ -67,7 +67,7 @@ class Encoder:
 def _register(registry: Any, subject: str, canonical: str, source: str) -> bytes:
     from confluent_kafka.schema_registry import Schema
 
-    from consumer.registry import describe_client
+    from consumer.events.registry import describe_client
 
     try:
         schema_id = int(registry.register_schema(subject, Schema(canonical, "AVRO")))
@@ -120,7 +120,7 @@ def produce_events(
 
     registry = None
     if registry_url:
-        from consumer.registry import make_registry_client
+        from consumer.events.registry import make_registry_client
 
         registry = make_registry_client(registry_url)
     encoder = Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value")

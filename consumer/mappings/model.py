@@ -34,9 +34,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from consumer.errors import MappingError
-from consumer.event import JSON
-from consumer.recipients import CONTEXT_EXTERNAL_IDS, EXTERNAL_IDS, Channel
-from consumer.templating import Template, parse_duration
+from consumer.events.model import JSON
+from consumer.events.recipients import CONTEXT_EXTERNAL_IDS, EXTERNAL_IDS, Channel
+from consumer.mappings.templating import Template, parse_duration
 
 # Segment's exact regexes (reference/segment-destination.md), plus Twilio's sender formats.
 E164 = r"^\+[1-9]\d{1,14}$"
@@ -299,7 +299,7 @@ class Trigger(_Model):
 
 
 class RecipientSpec(_Model):
-    """Where the address comes from; by default the channel's search order (see consumer.recipients)."""
+    """Where the address comes from; by default the channel's search order (consumer.events.recipients)."""
 
     path: RecipientPath | None = None
     sources: tuple[RecipientPath, ...] | None = Field(default=None, min_length=1)
@@ -788,7 +788,7 @@ def json_schema() -> dict[str, Any]:
 
 
 def render_json_schema() -> str:
-    """The schema file's exact text (regenerate with `python -m consumer.mapping > schemas/…`)."""
+    """The schema file's exact text (regenerate with `python -m consumer.mappings.model > schemas/…`)."""
     import json
 
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TextIO
 
 from consumer.errors import MappingError, RenderError
-from consumer.event import Event
-from consumer.mapping import Mapping, load_mappings
-from consumer.match import MatchIndex
-from consumer.render import OutboundMessage, Skip, render
+from consumer.events.model import Event
+from consumer.mappings.match import MatchIndex
+from consumer.mappings.model import Mapping, load_mappings
+from consumer.pipeline.render import OutboundMessage, Skip, render
 
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 

@@ -5,7 +5,7 @@ records/s; writing the bytes directly is about five times faster. It produces ex
 `fastavro.schemaless_writer(schema, to_avro(event))` does (tests compare them), and is used only for
 the schema whose fingerprint is `FINGERPRINT`: any edit to `schemas/segment_event.avsc` falls back to
 fastavro until this module is updated. Anything unusual (a value of an unexpected type) also falls
-back, so error messages come from one place, `consumer.schemas.to_avro`.
+back, so error messages come from one place, `consumer.events.schemas.to_avro`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from consumer.event import JSON
+from consumer.events.model import JSON
 
 #: CRC-64-AVRO fingerprint (hex) of the schema this encoder writes.
 FINGERPRINT = "bd6525291365e376"

@@ -18,7 +18,7 @@ import fastavro
 import fastavro.schema
 
 from consumer.errors import SettingsError
-from consumer.event import JSON
+from consumer.events.model import JSON
 
 #: The reader schema every event is decoded into: the current version of the envelope.
 READER_FILE = "segment_event.avsc"

@@ -30,12 +30,6 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from confluent_kafka import KafkaError as RdKafkaError
 
 from consumer import __version__
-from consumer.commit import OffsetTracker
-from consumer.content import verify_templates
-from consumer.deadletter import DeadLetterWriter
-from consumer.decode import Decoder, make_registry_client
-from consumer.dedup import DedupStore, LedgerEntry
-from consumer.dispatch import Dispatcher, RecordState, cap_counter_key
 from consumer.errors import (
     ConsumerError,
     DecodeError,
@@ -46,15 +40,21 @@ from consumer.errors import (
     SettingsError,
     TwilioError,
 )
-from consumer.health import build_app, start_server
+from consumer.events.decode import Decoder, make_registry_client
+from consumer.kafka.deadletter import DeadLetterWriter
+from consumer.kafka.offsets import OffsetTracker
 from consumer.logs import configure_logging
-from consumer.mapping import Mapping, TemplateContent, load_mappings
-from consumer.match import MatchIndex
+from consumer.mappings.match import MatchIndex
+from consumer.mappings.model import Mapping, TemplateContent, load_mappings
 from consumer.metrics import Metrics
-from consumer.ratelimit import AdaptiveLimit, SenderLimits
-from consumer.render import Skip, render
-from consumer.send import TwilioClient
+from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
+from consumer.pipeline.render import Skip, render
+from consumer.service.dispatcher import Dispatcher, RecordState, cap_counter_key
+from consumer.service.health import build_app, start_server
 from consumer.settings import Settings, load_settings
+from consumer.state.ledger import DedupStore, LedgerEntry
+from consumer.twilio.client import TwilioClient
+from consumer.twilio.content import verify_templates
 
 log = logging.getLogger(__name__)
 

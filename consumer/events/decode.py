@@ -26,9 +26,9 @@ import fastavro
 import fastavro.read
 
 from consumer.errors import DecodeError, RecordRef, SettingsError
-from consumer.event import JSON, Event
-from consumer.registry import RegistrySchemas, make_registry_client
-from consumer.schemas import SINGLE_OBJECT_MAGIC, AvroSchema, LocalSchemas, from_avro, parse_schema
+from consumer.events.model import JSON, Event
+from consumer.events.registry import RegistrySchemas, make_registry_client
+from consumer.events.schemas import SINGLE_OBJECT_MAGIC, AvroSchema, LocalSchemas, from_avro, parse_schema
 
 __all__ = ["ENCODINGS", "Decoder", "Headers", "make_registry_client", "to_event"]
 

@@ -27,9 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 
 from consumer.errors import RenderError
-from consumer.event import Event
-from consumer.mapping import MAX_BODY, TAG_TEXT, InlineContent, Mapping, QuietHours, TemplateContent
-from consumer.recipients import (
+from consumer.events.model import Event
+from consumer.events.recipients import (
     PHONE_CHANNELS,
     Channel,
     Consent,
@@ -39,7 +38,8 @@ from consumer.recipients import (
     find_recipient,
     normalize_phone,
 )
-from consumer.templating import LiquidError, Template, parse_time
+from consumer.mappings.model import MAX_BODY, TAG_TEXT, InlineContent, Mapping, QuietHours, TemplateContent
+from consumer.mappings.templating import LiquidError, Template, parse_time
 
 MIN_SEND_AT = dt.timedelta(minutes=15, seconds=60)
 MAX_SEND_AT = dt.timedelta(days=35, seconds=-60)

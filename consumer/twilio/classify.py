@@ -1,7 +1,7 @@
 """Classify a Twilio failure: what the service should do with it (reference/twilio-api.md).
 
 Pure: an HTTP status and Twilio error code in, a `consumer.errors.ErrorClass` out. Transport
-failures (no HTTP answer) are classified at the HTTP edge, in `consumer.send`.
+failures (no HTTP answer) are classified at the HTTP edge, in `consumer.twilio.client`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import phonenumbers
 
-from consumer.event import JSON, Event
+from consumer.events.model import JSON, Event
 
 
 class Channel(StrEnum):

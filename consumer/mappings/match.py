@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from collections.abc import Mapping as JSONObject
 from typing import Any
 
-from consumer.event import JSON, Event
-from consumer.mapping import AllOf, AnyOf, Comparison, Condition, Mapping, NotOf, Trigger
-from consumer.templating import parse_time
+from consumer.events.model import JSON, Event
+from consumer.mappings.model import AllOf, AnyOf, Comparison, Condition, Mapping, NotOf, Trigger
+from consumer.mappings.templating import parse_time
 
 _MISSING = object()
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from consumer.errors import ErrorClass, TwilioError
 
 if TYPE_CHECKING:
-    from consumer.send import SendResult
+    from consumer.twilio.client import SendResult
 
 
 @dataclass(frozen=True)

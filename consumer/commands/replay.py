@@ -33,8 +33,8 @@ from confluent_kafka import (
 )
 from confluent_kafka import KafkaError as LibKafkaError
 
-from consumer.deadletter import DeadLetterInfo, Header, parse_dead_letter_headers
 from consumer.errors import DecodeError, KafkaError
+from consumer.kafka.deadletter import DeadLetterInfo, Header, parse_dead_letter_headers
 
 REPLAYED_FROM = "kafka_twilio.replayed.from"
 

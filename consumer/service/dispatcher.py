@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from consumer.deadletter import DeadLetterWriter, Headers
-from consumer.dedup import DedupStore, LedgerEntry, ledger_key, recipient_hash
 from consumer.errors import ConsumerError, ErrorClass, TwilioError
-from consumer.gate import FrequencyCaps, quiet_until, zone
+from consumer.kafka.deadletter import DeadLetterWriter, Headers
 from consumer.metrics import Metrics
-from consumer.ratelimit import AdaptiveLimit, ConcurrencyGate, SenderLimits
-from consumer.render import OutboundMessage
-from consumer.retry import compute_backoff
-from consumer.send import SendResult
+from consumer.pipeline.gates import FrequencyCaps, quiet_until, zone
+from consumer.pipeline.pacing import AdaptiveLimit, ConcurrencyGate, SenderLimits
+from consumer.pipeline.render import OutboundMessage
+from consumer.pipeline.retry import compute_backoff
+from consumer.state.ledger import DedupStore, LedgerEntry, ledger_key, recipient_hash
+from consumer.twilio.client import SendResult
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from consumer.errors import MappingError
 
 if TYPE_CHECKING:
-    from consumer.send import TwilioClient
+    from consumer.twilio.client import TwilioClient
 
 
 #: Content type -> channels that can deliver it (reference/segment-destination.md, plus twilio/location).

@@ -26,7 +26,7 @@ from consumer.logs import configure_logging, mask_text
 from consumer.metrics import Metrics
 from consumer.settings import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _reachable(bootstrap: str) -> bool:
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         for name, parts in ((topic, args.partitions), (dlq, 1)):
             admin.create_topics([NewTopic(name, parts, 1)])[name].result(timeout=30)
-        from consumer.produce import produce_events
+        from consumer.commands.produce import produce_events
 
         events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
         _move_appointments_ahead(events, datetime.now(UTC))
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
         settings = load_settings(environ={**os.environ, **env})
         outcomes: list[tuple[str, int, int, list[tuple[str, str, str]]]] = []
         metrics = Metrics()
-        from consumer.service import Service, run_service
+        from consumer.service.service import Service, run_service
 
         service = Service(
             settings, metrics=metrics, journal=lambda *r: outcomes.append(r), exit_when_idle_s=2.0
