@@ -189,8 +189,8 @@ def delete_topics(admin: AdminClient, topics: list[str], group: str | None = Non
 def rendered_form(events: Events) -> list[tuple[str, str]]:
     """The exact form the service sends for event 0 (decode, match, render of the real mapping)."""
     from consumer.events.decode import Decoder
+    from consumer.mappings.load import load_mappings
     from consumer.mappings.match import MatchIndex
-    from consumer.mappings.model import load_mappings
     from consumer.pipeline.render import OutboundMessage, render
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from consumer.events.model import Event
+from consumer.mappings.load import parse_mappings
 from consumer.mappings.match import Lookup, MatchIndex, compile_condition
-from consumer.mappings.model import Mapping, parse_mappings
+from consumer.mappings.model import Mapping
 from consumer.pipeline.render import OutboundMessage, render
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)

@@ -18,8 +18,9 @@ from typing import TextIO
 
 from consumer.errors import MappingError, RenderError
 from consumer.events.model import Event
+from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
-from consumer.mappings.model import Mapping, load_mappings
+from consumer.mappings.model import Mapping
 from consumer.pipeline.render import OutboundMessage, Skip, render
 
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"

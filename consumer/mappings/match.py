@@ -16,7 +16,8 @@ from collections.abc import Mapping as JSONObject
 from typing import Any
 
 from consumer.events.model import JSON, Event
-from consumer.mappings.model import AllOf, AnyOf, Comparison, Condition, Mapping, NotOf, Trigger
+from consumer.mappings.conditions import AllOf, AnyOf, Comparison, Condition, NotOf
+from consumer.mappings.model import Mapping, Trigger
 from consumer.mappings.templating import parse_time
 
 _MISSING = object()

@@ -12,13 +12,14 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from liquid import BoundTemplate, Environment, FalsyStrictUndefined, Undefined
 from liquid.exceptions import FilterArgumentError, LiquidError
 from liquid.filter import with_context
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
+
+from consumer.zones import find_zone
 
 #: Names a template may start from; anything else is a typo caught at load.
 ROOTS = frozenset(
@@ -85,11 +86,11 @@ def _in_time_zone(value: object, zone: object) -> object:
     when = parse_time(value)
     if when is None:
         return value
+    tz = find_zone(str(zone))
+    if tz is None:
+        raise FilterArgumentError(f"in_time_zone: unknown time zone {str(zone)[:64]!r}", token=None)
     try:
-        return when.astimezone(ZoneInfo(str(zone)))
-    # OSError: a name that is a tzdata directory ("America") or too long for a file name.
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise FilterArgumentError(f"in_time_zone: unknown time zone {str(zone)[:64]!r}", token=None) from exc
+        return when.astimezone(tz)
     except OverflowError as exc:
         raise FilterArgumentError(f"in_time_zone: {value!r} is out of range in {zone!r}", token=None) from exc
 

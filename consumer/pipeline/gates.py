@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-
-def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
-    """The recipient's time zone; an unknown or missing name falls back to `default`."""
-    for candidate in (name, default, "UTC"):
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
+from zoneinfo import ZoneInfo
 
 
 def quiet_until(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime | None:

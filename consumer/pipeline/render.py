@@ -21,8 +21,6 @@ import re
 from collections.abc import Callable, Iterator
 from collections.abc import Mapping as JSONObject
 from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -38,8 +36,11 @@ from consumer.events.recipients import (
     find_recipient,
     normalize_phone,
 )
-from consumer.mappings.model import MAX_BODY, TAG_TEXT, InlineContent, Mapping, QuietHours, TemplateContent
+from consumer.logs import mask_phone
+from consumer.mappings.fields import MAX_BODY, TAG_TEXT, is_http_url
+from consumer.mappings.model import InlineContent, Mapping, QuietHours, TemplateContent
 from consumer.mappings.templating import LiquidError, Template, parse_time
+from consumer.zones import find_zone
 
 MIN_SEND_AT = dt.timedelta(minutes=15, seconds=60)
 MAX_SEND_AT = dt.timedelta(days=35, seconds=-60)
@@ -90,13 +91,6 @@ class Skip:
     mapping_id: str
     reason: str
     detail: str  # human text; never a raw phone number
-
-
-def mask(address: str) -> str:
-    """Mask an address for logs: keep the country code's start and the last two digits."""
-    if len(address) <= 4:
-        return "*" * len(address)
-    return f"{address[:2]}{'*' * (len(address) - 4)}{address[-2:]}"
 
 
 def count_segments(body: str) -> int:
@@ -195,7 +189,9 @@ def _find(event: Event, mapping: Mapping, region: str, now: dt.datetime) -> Reci
             address = normalize_phone(raw, region)
             if address is None:
                 return Skip(
-                    mapping.id, "invalid_number", f"recipient.template gave an invalid number {mask(raw)}"
+                    mapping.id,
+                    "invalid_number",
+                    f"recipient.template gave an invalid number {mask_phone(raw)}",
                 )
         else:
             address = raw.removeprefix("messenger:")
@@ -206,7 +202,7 @@ def _find(event: Event, mapping: Mapping, region: str, now: dt.datetime) -> Reci
     if found is not None:
         return found
     for source, raw in address_candidates(event, channel, sources=sources):
-        return Skip(mapping.id, "invalid_number", f"{source} holds no valid number ({mask(raw)})")
+        return Skip(mapping.id, "invalid_number", f"{source} holds no valid number ({mask_phone(raw)})")
     return Skip(mapping.id, "no_recipient", f"no {channel} address found")
 
 
@@ -217,16 +213,6 @@ _CONSENT_SKIPS = {
 }
 _CONSENT_REASONS = {Consent.UNSUBSCRIBED: "unsubscribed", Consent.UNKNOWN: "consent_unknown",
                     Consent.OTHER: "not_subscribed"}  # fmt: skip
-
-
-@functools.lru_cache(maxsize=1024)
-def _valid_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    # OSError: a tzdata directory ("America") or a name too long for a file name.
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
 
 
 @functools.lru_cache(maxsize=65536)
@@ -250,18 +236,6 @@ def _sender(mapping: Mapping) -> tuple[str, str, tuple[str, str]]:
     return sender.value, sender.kind, ("From", sender.value)
 
 
-def _valid_url(url: str) -> bool:
-    """An absolute http(s) URL Twilio can fetch: no whitespace or control characters, which urlsplit
-    silently strips or keeps, and a host urlsplit can parse (a bad IPv6 literal raises)."""
-    if any(c <= " " or c == "\x7f" for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        return False
-
-
 def _content(mapping: Mapping, scope: dict[str, object]) -> tuple[list[tuple[str, str]], int]:
     content = mapping.content
     if isinstance(content, TemplateContent):
@@ -279,7 +253,7 @@ def _content(mapping: Mapping, scope: dict[str, object]) -> tuple[list[tuple[str
         url = _render(template, scope, mapping, f"content.media.{i}").strip()
         if not url:
             continue  # an optional image that this event does not have
-        if not _valid_url(url):
+        if not is_http_url(url):
             raise _invalid(
                 mapping,
                 f"content.media.{i}",
@@ -436,8 +410,7 @@ def render(
     dedup_key = _render(dedup.key, scope, mapping, "policies.dedup.key") if dedup.enabled else ""
     qh = mapping.policies.quiet_hours
     zone = event.timezone
-    # IANA names are short; the length bound also keeps huge strings out of _valid_zone's cache.
-    valid = zone is not None and len(zone) <= 64 and _valid_zone(zone)
+    valid = find_zone(zone) is not None
     timezone = zone if valid else (qh.default_timezone if qh else None)
     cap = mapping.policies.frequency_cap
     return OutboundMessage(
@@ -449,4 +422,4 @@ def render(
     )  # fmt: skip
 
 
-__all__ = ["FrequencyCap", "OutboundMessage", "QuietHours", "Skip", "count_segments", "mask", "render"]
+__all__ = ["FrequencyCap", "OutboundMessage", "QuietHours", "Skip", "count_segments", "render"]

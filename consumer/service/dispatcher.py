@@ -32,12 +32,13 @@ from typing import Any, Protocol
 from consumer.errors import ConsumerError, ErrorClass, TwilioError
 from consumer.kafka.deadletter import DeadLetterWriter, Headers
 from consumer.metrics import Metrics
-from consumer.pipeline.gates import FrequencyCaps, quiet_until, zone
+from consumer.pipeline.gates import FrequencyCaps, quiet_until
 from consumer.pipeline.pacing import AdaptiveLimit, ConcurrencyGate, SenderLimits
 from consumer.pipeline.render import OutboundMessage
 from consumer.pipeline.retry import compute_backoff
 from consumer.state.ledger import DedupStore, LedgerEntry, ledger_key, recipient_hash
 from consumer.twilio.client import SendResult
+from consumer.zones import zone_or_default
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class Dispatcher:
         if qh is not None:
             until = quiet_until(
                 datetime.fromtimestamp(now, UTC),
-                zone(message.timezone, qh.default_timezone),
+                zone_or_default(message.timezone, qh.default_timezone),
                 qh.start,
                 qh.end,
             )

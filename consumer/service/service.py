@@ -44,8 +44,9 @@ from consumer.events.decode import Decoder, make_registry_client
 from consumer.kafka.deadletter import DeadLetterWriter
 from consumer.kafka.offsets import OffsetTracker
 from consumer.logs import configure_logging
+from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
-from consumer.mappings.model import Mapping, TemplateContent, load_mappings
+from consumer.mappings.model import Mapping, TemplateContent
 from consumer.metrics import Metrics
 from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
 from consumer.pipeline.render import Skip, render

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from consumer.mappings.model import load_mappings
+from consumer.mappings.load import load_mappings
 from consumer.service.health import HEALTH_PATH, READY_PATH
 from consumer.settings import KafkaSettings, ServiceSettings, TwilioSettings, load_settings
 from tests.deploy.render import (

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from consumer.pipeline.gates import FrequencyCaps, quiet_until, zone
+from consumer.pipeline.gates import FrequencyCaps, quiet_until
+from consumer.zones import zone_or_default as zone
 
 LA = zone("America/Los_Angeles")
 

@@ -10,7 +10,8 @@ import pytest
 
 from consumer.errors import MappingError
 from consumer.events.recipients import Channel
-from consumer.mappings.model import InlineContent, Mapping, TemplateContent, load_mappings, parse_mappings
+from consumer.mappings.load import load_mappings, parse_mappings
+from consumer.mappings.model import InlineContent, Mapping, TemplateContent
 
 MS = "MG" + "a" * 32
 HX = "HX" + "b" * 32
@@ -674,7 +675,7 @@ def test_load_reports_yaml_errors_with_the_line(tmp_path: Path) -> None:
     path.write_text("mappings:\n  - id: a\n    trigger: [\n", encoding="utf-8")
     with pytest.raises(MappingError) as caught:
         load_mappings(path)
-    assert caught.value.problems[0].startswith(f"{path}: invalid YAML at line")
+    assert caught.value.problems[0].startswith(f"{path}:4: invalid YAML:")
 
 
 def test_load_reports_problems_across_files_and_duplicate_ids(tmp_path: Path) -> None:
@@ -690,12 +691,36 @@ def test_load_reports_problems_across_files_and_duplicate_ids(tmp_path: Path) ->
     with pytest.raises(MappingError) as caught:
         load_mappings(first, second)
     problems = caught.value.problems
-    assert any(p.startswith(f"{second}: mapping 'other': trigger: Field required") for p in problems)
-    assert any(p.startswith(f"{second}: mapping 'other': channel:") for p in problems)
-    assert any(f"'same' is defined in {first} and {second}" in p for p in problems)
+    # Each problem names the line of the field (or of its mapping, for a missing field).
+    assert any(p.startswith(f"{second}:7: mapping 'other': trigger: Field required") for p in problems)
+    assert any(p.startswith(f"{second}:8: mapping 'other': channel:") for p in problems)
+    assert any(f"'same' is defined in {first}:2 and {second}:2" in p for p in problems)
 
 
 def test_an_empty_file_has_no_mappings(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("", encoding="utf-8")
     assert load_mappings(path) == ()
+
+
+def test_a_duplicate_id_is_reported_even_when_that_mapping_is_invalid_in_another_field() -> None:
+    good = {"id": "same", "trigger": {"event": "X"}, "channel": "sms",
+            "sender": {"phone_number": "+14155550100"}, "content": {"body": "hi"}}  # fmt: skip
+    broken = {**good, "channel": "fax"}
+    _, problems = parse_mappings({"mappings": [good, broken]})
+    assert any("mapping 'same': id: the id is used twice" in p for p in problems), problems
+    assert any("mapping 'same': channel:" in p for p in problems)
+
+
+def test_validate_names_the_yaml_line_of_each_problem(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "version: 1\nmappings:\n  - id: a\n    trigger: {event: X}\n    channel: sms\n"
+        "    sender:\n      phone_number: '415'\n    content: {body: hi}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(MappingError) as caught:
+        load_mappings(path)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}:7: mapping 'a': sender.phone_number: String should match pattern")
+    assert "Fix: write the number in E.164" in problem

@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from consumer.mappings.model import load_mappings, render_json_schema
+from consumer.mappings.load import load_mappings
+from consumer.mappings.schema import render_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "mapping.schema.json"
@@ -19,7 +20,7 @@ EXAMPLES = sorted([ROOT / "examples" / "mappings.yaml", *(ROOT / "examples" / "m
 def test_the_committed_schema_matches_the_model() -> None:
     assert SCHEMA.read_text(encoding="utf-8") == render_json_schema(), (
         "schemas/mapping.schema.json is stale: regenerate it with "
-        "`.venv/bin/python -m consumer.mappings.model > schemas/mapping.schema.json`"
+        "`.venv/bin/python -m consumer.mappings.schema > schemas/mapping.schema.json`"
     )
 
 
@@ -52,3 +53,12 @@ def test_the_schema_rejects_what_the_loader_rejects_structurally() -> None:
     messages = " | ".join(e.message for e in validator.iter_errors(document))
     assert "'fax' is not one of" in messages
     assert "'colour' was unexpected" in messages
+
+
+def test_the_content_types_a_mapping_may_declare_are_the_ones_twilio_delivers() -> None:
+    from typing import get_args
+
+    from consumer.mappings.model import ContentType
+    from consumer.twilio.content import TYPE_CHANNELS
+
+    assert set(get_args(ContentType)) == set(TYPE_CHANNELS)

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from consumer.events.model import Event
+from consumer.mappings.load import parse_mappings
 from consumer.mappings.match import MatchIndex
-from consumer.mappings.model import Mapping, parse_mappings
+from consumer.mappings.model import Mapping
 
 
 def mapping(mid: str, trigger: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import pytest
 
 from consumer.commands.preview import preview_event, preview_main, validate_main
 from consumer.events.model import Event
+from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
-from consumer.mappings.model import load_mappings
 from tests.twilio_contract import assert_valid_message_request, message_request_problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,11 +99,12 @@ def test_validate_reports_every_problem_and_exits_1(
     assert validate_main([str(bad)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert (
-        f"{bad}: mapping 'a': sender.phone_number: channel rcs cannot be sent from a phone_number." in err[0]
+        f"{bad}:5: mapping 'a': sender.phone_number: channel rcs cannot be sent from a phone_number."
+        in err[0]
     )
-    assert any(f"{bad}: mapping 'a': content.body: the body is empty" in line for line in err)
+    assert any(f"{bad}:6: mapping 'a': content.body: the body is empty" in line for line in err)
     assert any(
-        f"{bad}: mapping 'b': options.send_at: send_at needs a Messaging Service" in line for line in err
+        f"{bad}:12: mapping 'b': options.send_at: send_at needs a Messaging Service" in line for line in err
     )
     assert err[-1] == "3 problem(s) found."
 

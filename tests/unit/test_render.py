@@ -10,7 +10,8 @@ import pytest
 
 from consumer.errors import RenderError
 from consumer.events.model import Event
-from consumer.mappings.model import Mapping, parse_mappings
+from consumer.mappings.load import parse_mappings
+from consumer.mappings.model import Mapping
 from consumer.pipeline.render import FrequencyCap, OutboundMessage, Skip, count_segments, render
 
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
