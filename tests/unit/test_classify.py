@@ -11,7 +11,7 @@ import pytest
 
 from consumer.errors import ErrorClass
 from consumer.twilio.classify import CODE_CLASSES, classify
-from consumer.twilio.client import transport_error_class
+from consumer.twilio.transport import transport_error_class
 
 R, M, P, S, C = (
     ErrorClass.RETRYABLE,
