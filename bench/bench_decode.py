@@ -48,8 +48,8 @@ def main() -> None:
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from consumer.commands.produce import Encoder, encode_event
     from consumer.events.decode import Decoder
+    from consumer.events.encode import Encoder, encode_event
     from consumer.events.registry import make_registry_client
     from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
 

@@ -115,7 +115,7 @@ class Events:
     """Unique Avro events (unique messageId, user and recipient) from one encoded template."""
 
     def __init__(self, run: str) -> None:
-        from consumer.commands.produce import Encoder
+        from consumer.events.encode import Encoder
 
         self.run = run  # 6 chars: keeps message ids unique across runs sharing a ledger
         self.template = Encoder(encoding="single-object", schemas_dir=ROOT / "schemas").encode(TEMPLATE)

@@ -13,7 +13,7 @@ from consumer import __version__
 
 # name -> ("module:function", one-line help); each function takes argv without the name, returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("consumer.service.service:main", "consume events and send Twilio messages (the service)"),
+    "run": ("consumer.service.main:main", "consume events and send Twilio messages (the service)"),
     "validate": (
         "consumer.commands.preview:validate_main",
         "check mapping files; report every problem at once",

@@ -7,7 +7,7 @@
      ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
      ├── RenderError            an Event x Mapping could not become a Twilio request
      ├── TwilioError            Twilio answered an error, or the request failed in transport
-     └── KafkaError             the Kafka client reported a fatal error
+     └── KafkaError             the Kafka client reported an error (with librdkafka's code)
 
 Every error carries the context a user needs to act on it (topic/partition/offset, mapping id, field,
 Twilio code) and a message that says what to fix. Third-party exceptions are translated once, at the
@@ -143,6 +143,24 @@ class TwilioError(ConsumerError):
 
 
 class KafkaError(ConsumerError):
-    """The Kafka client reported an error we cannot continue through."""
+    """The Kafka client reported an error (translated once, in `consumer.kafka.errors.kafka_error`).
+
+    `code` is librdkafka's error name (`_ALL_BROKERS_DOWN`, `MSG_SIZE_TOO_LARGE`, …; empty when the
+    failure did not come with one), `retriable` and `fatal` are librdkafka's own verdicts.
+    """
 
     stage = "kafka"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        retriable: bool = False,
+        fatal: bool = False,
+        record: RecordRef | None = None,
+    ) -> None:
+        super().__init__(message, record=record)
+        self.code = code
+        self.retriable = retriable
+        self.fatal = fatal

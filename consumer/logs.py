@@ -162,11 +162,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=_json_default, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One sentence a line for people at a terminal: "warning: <message> (key=value, …)"."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = [
+            f"{k}={v}" for k, v in vars(record).items() if k not in _RECORD_ATTRS and v not in (None, "")
+        ]
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        return text + (f" ({', '.join(extras)})" if extras else "")
+
+
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
-    """Send every log record to `stream` (stderr by default) as masked JSON lines.
+def configure_logging(level: str = "INFO", stream: IO[str] | None = None, *, style: str = "json") -> None:
+    """Send every log record to `stream` (stderr by default), masked: JSON lines (the service), or
+    `style="text"` sentences (the demo, at a terminal).
 
     Calling it again replaces the handler it installed before; other handlers are left alone.
     """
@@ -177,7 +189,7 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     for old in [h for h in root.handlers if getattr(h, "_kafka_twilio", False)]:
         root.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if style == "text" else JsonFormatter())
     # On the handler, not the logger: logger filters do not see records propagated from child loggers.
     handler.addFilter(MaskingFilter())
     handler._kafka_twilio = True  # type: ignore[attr-defined]

@@ -73,7 +73,15 @@ class Metrics:
             ["sender_kind"],
             registry=r,
         )
-        self.commits = Counter(f"{p}_commits", "Offset commits, by result.", ["result"], registry=r)
+        self.commits = Counter(
+            f"{p}_commits", "Offset commits, by result (ok, partial, failed).", ["result"], registry=r
+        )
+        self.kafka_errors = Counter(
+            f"{p}_kafka_errors",
+            "Errors the Kafka clients reported (client callback or consumed record), by librdkafka code.",
+            ["source", "code"],
+            registry=r,
+        )
         self.may_have_sent = Counter(
             f"{p}_ambiguous_sends",
             "Sends that failed after the request was written (Twilio may have sent them).",

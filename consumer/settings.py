@@ -151,6 +151,9 @@ class ServiceSettings(BaseModel):
     retry_cap_s: float = Field(default=60.0, gt=0)
     drain_grace_s: float = Field(default=25.0, gt=0, description="SIGTERM/rebalance drain time limit.")
     commit_interval_s: float = Field(default=1.0, gt=0)
+    lag_interval_s: float = Field(
+        default=5.0, gt=0, description="How often lag is measured and an unreachable broker is asked again."
+    )
     ledger_max_entries: int = Field(
         default=1_000_000, ge=1000, description="Sent-ledger entries kept in memory (~200 B each)."
     )
@@ -179,32 +182,53 @@ def _client_passthrough(environ: os._Environ[str] | dict[str, str]) -> dict[str,
     return {k[len(prefix) :].lower().replace("_", "."): v for k, v in environ.items() if k.startswith(prefix)}
 
 
-def load_settings(env_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise one SettingsError listing every problem."""
+_PARTS: dict[str, tuple[type[BaseModel], str]] = {
+    "twilio": (TwilioSettings, "TWILIO_"),
+    "kafka": (KafkaSettings, "KAFKA_"),
+    "service": (ServiceSettings, "CONSUMER_"),
+}
+
+
+def _environment(env_file: Path | None, environ: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ if environ is None else environ)
     if env_file is not None:
         env = {**_read_env_file(env_file), **env}
+    return env
+
+
+def _part(name: str, env: dict[str, str], problems: list[str]) -> BaseModel | None:
+    cls, prefix = _PARTS[name]
+    values: dict[str, object] = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    if name == "kafka":
+        values = {k: v for k, v in values.items() if not k.startswith("client_")}
+        values["client"] = _client_passthrough(env)
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = "_".join(str(x) for x in err["loc"]).upper()
+            var = f"{prefix}{loc}" if loc else prefix.rstrip("_") + " settings"
+            problems.append(f"{var}: {err['msg']}")
+        return None
+
+
+def load_settings(env_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise one SettingsError listing every problem."""
+    env = _environment(env_file, environ)
     problems: list[str] = []
-    parts: dict[str, BaseModel] = {}
-    for name, cls, prefix in (
-        ("twilio", TwilioSettings, "TWILIO_"),
-        ("kafka", KafkaSettings, "KAFKA_"),
-        ("service", ServiceSettings, "CONSUMER_"),
-    ):
-        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
-        if name == "kafka":
-            values = {k: v for k, v in values.items() if not k.startswith("client_")}
-            values["client"] = _client_passthrough(env)  # type: ignore[assignment]
-        try:
-            parts[name] = cls.model_validate(values)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = "_".join(str(x) for x in err["loc"]).upper()
-                var = f"{prefix}{loc}" if loc else prefix.rstrip("_") + " settings"
-                problems.append(f"{var}: {err['msg']}")
+    parts = {name: _part(name, env, problems) for name in _PARTS}
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-    return Settings(twilio=parts["twilio"], kafka=parts["kafka"], service=parts["service"])  # type: ignore[arg-type]
+    return Settings(**parts)  # type: ignore[arg-type]
+
+
+def load_kafka_settings(environ: dict[str, str] | None = None) -> KafkaSettings:
+    """Only the KAFKA_* settings, for the commands that talk to Kafka alone (produce, replay)."""
+    problems: list[str] = []
+    kafka = _part("kafka", _environment(None, environ), problems)
+    if problems or not isinstance(kafka, KafkaSettings):
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    return kafka
 
 
 def _json(text: str) -> object:

@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,59 +112,85 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--events", type=Path, default=ROOT / "examples" / "events.jsonl")
     parser.add_argument("--partitions", type=int, default=3)
     args = parser.parse_args(argv)
-    configure_logging("WARNING")
+    configure_logging("WARNING", style="text")
     base_env = load_settings()  # validates what the user set before we start anything
-    run = uuid.uuid4().hex[:8]
     with kafka(base_env.kafka.bootstrap_servers) as bootstrap, twilio(base_env.twilio.configured) as tw:
-        topic, dlq, ledger = f"demo.events.{run}", f"demo.dead-letter.{run}", f"demo.sent.{run}"
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for name, parts in ((topic, args.partitions), (dlq, 1)):
-            admin.create_topics([NewTopic(name, parts, 1)])[name].result(timeout=30)
-        from consumer.commands.produce import produce_events
-
-        events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
-        _move_appointments_ahead(events, datetime.now(UTC))
-        produced = produce_events(events, bootstrap=bootstrap, topic=topic, encoding="single-object",
-                                  schemas_dir=ROOT / "schemas")  # fmt: skip
-        # One record that is not an event at all, to show the dead-letter path.
-        from confluent_kafka import Producer
-
-        p = Producer({"bootstrap.servers": bootstrap})
-        p.produce(topic, key=b"garbage", value=b"\xc3\x01not-avro")
-        p.flush(10)
-        print(f"demo: produced {produced + 1} records to {topic} ({args.partitions} partitions)")
-        env = {**tw,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": topic, "KAFKA_GROUP_ID": f"demo-{run}",
-            "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
-            "CONSUMER_MAPPINGS": str(args.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
-            "CONSUMER_METRICS_PORT": "0", "CONSUMER_METRICS_HOST": "127.0.0.1",
-        }  # fmt: skip
-        settings = load_settings(environ={**os.environ, **env})
-        outcomes: list[tuple[str, int, int, list[tuple[str, str, str]]]] = []
-        metrics = Metrics()
-        from consumer.service.service import Service, run_service
-
-        service = Service(
-            settings, metrics=metrics, journal=lambda *r: outcomes.append(r), exit_when_idle_s=2.0
-        )
-        code = run_service(service)
-        _summary(outcomes, produced + 1, service.metrics_port, metrics)
-        return code
+        result = _run(args, bootstrap, tw)
+    # Printed last, once the broker and the simulator are stopped: nothing of theirs follows it.
+    _summary(result)
+    return result.code
 
 
-def _summary(outcomes: list[Any], produced: int, port: int | None, metrics: Metrics) -> None:
+@dataclass
+class _Result:
+    code: int
+    produced: int
+    port: int | None
+    metrics: Metrics
+    outcomes: list[tuple[str, int, int, list[tuple[str, str, str]]]]
+
+
+def _run(args: argparse.Namespace, bootstrap: str, twilio_env: dict[str, str]) -> _Result:
+    """Produce the sample events to fresh topics and run the service on them until it is idle."""
+    from consumer.commands.produce import produce_events
+    from consumer.service.main import run_service
+    from consumer.service.parts import Parts
+    from consumer.service.service import Service
+
+    run = uuid.uuid4().hex[:8]
+    topic, dlq, ledger = f"demo.events.{run}", f"demo.dead-letter.{run}", f"demo.sent.{run}"
+    _create_topics(bootstrap, {topic: args.partitions, dlq: 1})
+    events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
+    _move_appointments_ahead(events, datetime.now(UTC))
+    produced = produce_events(events, bootstrap=bootstrap, topic=topic, encoding="single-object",
+                              schemas_dir=ROOT / "schemas")  # fmt: skip
+    produced += _produce_garbage(bootstrap, topic)
+    print(f"demo: produced {produced} records to {topic} ({args.partitions} partitions)")
+    env = {**twilio_env,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": topic, "KAFKA_GROUP_ID": f"demo-{run}",
+        "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
+        "CONSUMER_MAPPINGS": str(args.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
+        "CONSUMER_METRICS_PORT": "0", "CONSUMER_METRICS_HOST": "127.0.0.1",
+    }  # fmt: skip
+    settings = load_settings(environ={**os.environ, **env})
+    result = _Result(0, produced, None, Metrics(), [])
+    service = Service(settings, Parts.real(settings), metrics=result.metrics,
+                      journal=lambda *r: result.outcomes.append(r), exit_when_idle_s=2.0)  # fmt: skip
+    result.code = run_service(service)
+    result.port = service.metrics_port
+    return result
+
+
+def _create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for name, count in partitions.items():
+        admin.create_topics([NewTopic(name, count, 1)])[name].result(timeout=30)
+
+
+def _produce_garbage(bootstrap: str, topic: str) -> int:
+    """One record that is not an event at all, to show the dead-letter path."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, key=b"garbage", value=b"\xc3\x01not-avro")
+    producer.flush(10)
+    return 1
+
+
+def _summary(result: _Result) -> None:
     pairs: Counter[tuple[str, str]] = Counter()
-    for *_, results in outcomes:
+    for *_, results in result.outcomes:
         for _mapping, outcome, reason in results:
             pairs[(outcome, reason)] += 1
-    print(f"\nSummary: {len(outcomes)} of {produced} records finished")
+    print(f"\nSummary: {len(result.outcomes)} of {result.produced} records finished")
     for outcome in ("sent", "skipped", "dead_lettered"):
         total = sum(n for (o, _), n in pairs.items() if o == outcome)
         detail = ", ".join(f"{r}: {n}" for (o, r), n in sorted(pairs.items()) if o == outcome)
         print(f"  {outcome:<14} {total:>4}   {detail}")
-    count = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") or 0.0
-    window_s = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum") or 0.0
+    registry = result.metrics.registry
+    count = registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") or 0.0
+    window_s = registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum") or 0.0
     if count:
         mean_ms = 1000 * window_s / count
         print(f"Residual duplicate window (Twilio 201 -> ledger acknowledged): mean {mean_ms:.1f} ms")
-    print(f"Metrics were served at http://127.0.0.1:{port}/metrics (kafka_twilio_* series)")
+    print(f"Metrics were served at http://127.0.0.1:{result.port}/metrics (kafka_twilio_* series)")

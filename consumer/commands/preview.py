@@ -1,7 +1,9 @@
 """`kafka-twilio validate` and `kafka-twilio preview`: check mappings and dry-run events, sending nothing.
 
-`preview_event` is the pure core (also used by the demo); the two `*_main` functions are the CLI edge:
-argument parsing, reading files, printing.
+`preview_event` shows what the service would do with an event at a given time: it runs the same
+`consumer.pipeline.handle.decide` the service runs, then the quiet-hours gate at that time (held by
+Twilio, held in memory, or dropped). The gates that depend on earlier sends (de-duplication,
+frequency caps, sender rates) are listed as the checks the service will make.
 """
 
 from __future__ import annotations
@@ -16,45 +18,78 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from consumer.errors import MappingError, RenderError
+from consumer.errors import MappingError
 from consumer.events.model import Event
 from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping
-from consumer.pipeline.render import OutboundMessage, Skip, render
+from consumer.pipeline.gates import quiet_hours
+from consumer.pipeline.handle import Fail, Send, decide
+from consumer.pipeline.message import OutboundMessage
+from consumer.pipeline.schedule import schedule_params
 
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
+LABELS = {"not_fired": "NOT FIRED", "skip": "SKIP", "dead_letter": "DEAD-LETTER"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one mapping would do with one event."""
+    """What one mapping would do with one event at the preview's time."""
 
     mapping_id: str
-    action: str  # "send" | "skip" | "error" | "not_fired"
-    reason: str = ""  # bounded label for skip / error / not_fired
+    action: str  # "send" | "skip" | "dead_letter" | "not_fired"
+    reason: str = ""  # the service's bounded reason label for skip / dead_letter / not_fired
     detail: str = ""
     message: OutboundMessage | None = None
+    checks: tuple[str, ...] = ()  # the gates applied when sending, as the service will apply them
 
 
 def preview_event(index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime) -> list[Outcome]:
-    """Every mapping the index considers for `event`: the request it would send, or why not."""
+    """Every mapping the index considers for `event`: the request it would send at `now`, or why not."""
     outcomes: list[Outcome] = []
     for verdict in index.explain(event):
         mapping = verdict.mapping
         if verdict.reason is not None:
             outcomes.append(Outcome(mapping.id, "not_fired", verdict.reason))
             continue
-        try:
-            result = render(event, mapping, default_region=default_region, now=now)
-        except RenderError as exc:
-            outcomes.append(Outcome(mapping.id, "error", exc.reason, exc.message))
-            continue
-        if isinstance(result, Skip):
-            outcomes.append(Outcome(mapping.id, "skip", result.reason, result.detail))
+        decision = decide(event, mapping, default_region=default_region, now=now)
+        if isinstance(decision, Send):
+            outcomes.append(_at(decision.message, now))
+        elif isinstance(decision, Fail):
+            outcomes.append(Outcome(mapping.id, "dead_letter", decision.error.reason, decision.error.message))
         else:
-            outcomes.append(Outcome(mapping.id, "send", message=result))
+            outcomes.append(Outcome(mapping.id, "skip", decision.reason, decision.detail))
     return outcomes
+
+
+def _at(message: OutboundMessage, now: dt.datetime) -> Outcome:
+    """The send path's outcome for `message` at `now`: quiet hours applied, the stateful gates listed."""
+    checks: list[str] = []
+    quiet = quiet_hours(message, now)
+    qh = message.quiet_hours
+    if qh is not None:
+        zone = f"{qh.start:%H:%M}-{qh.end:%H:%M} {message.timezone}"
+        if quiet is None:
+            checks.append(f"quiet hours {zone}: outside them at {now:%Y-%m-%dT%H:%M:%SZ}")
+        elif quiet.drop:
+            detail = f"inside quiet hours {zone} until {quiet.until:%Y-%m-%dT%H:%M:%SZ}; the mapping drops"
+            return Outcome(message.mapping_id, "skip", "quiet_hours", detail)
+        elif quiet.schedule:
+            message = dataclasses.replace(message, params=(*message.params, *schedule_params(quiet.until)))
+            checks.append(
+                f"quiet hours {zone}: held by Twilio (SendAt) until {quiet.until:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        else:
+            checks.append(f"quiet hours {zone}: held in memory until {quiet.until:%Y-%m-%dT%H:%M:%SZ}")
+    if message.dedup_key:
+        checks.append(
+            f"dedup: skipped if {message.dedup_key!r} was sent in the last {message.dedup_window_s:g}s"
+        )
+    if message.frequency_cap is not None:
+        cap = message.frequency_cap
+        checks.append(f"frequency cap: skipped after {cap.limit} per {cap.window_s:g}s ({cap.scope})")
+    checks.append(f"sender rate: paced per {message.sender_kind} sender")
+    return Outcome(message.mapping_id, "send", message=message, checks=tuple(checks))
 
 
 def _describe(event: Event) -> str:
@@ -65,9 +100,8 @@ def _describe(event: Event) -> str:
 def _print_outcome(outcome: Outcome, out: TextIO) -> None:
     message = outcome.message
     if message is None:
-        label = {"not_fired": "NOT FIRED", "skip": "SKIP", "error": "ERROR"}[outcome.action]
         detail = f": {outcome.detail}" if outcome.detail else ""
-        print(f"  {label:9} {outcome.mapping_id} ({outcome.reason}){detail}", file=out)
+        print(f"  {LABELS[outcome.action]:9} {outcome.mapping_id} ({outcome.reason}){detail}", file=out)
         return
     plural = "s" if message.segments != 1 else ""
     what = f"{message.channel} to {message.to} via {message.sender_kind}, {message.segments} segment{plural}"
@@ -75,17 +109,8 @@ def _print_outcome(outcome: Outcome, out: TextIO) -> None:
     print(f"            POST {MESSAGES_PATH}", file=out)
     for key, value in message.params:
         print(f"            {key}={value}", file=out)
-    gates = []
-    if message.dedup_key:
-        gates.append(f"dedup {message.dedup_key!r} for {message.dedup_window_s:g}s")
-    if message.quiet_hours is not None:
-        qh = message.quiet_hours
-        gates.append(f"quiet hours {qh.start:%H:%M}-{qh.end:%H:%M} {message.timezone} ({qh.action})")
-    if message.frequency_cap is not None:
-        cap = message.frequency_cap
-        gates.append(f"cap {cap.limit} per {cap.window_s:g}s ({cap.scope})")
-    if gates:
-        print(f"            gates: {'; '.join(gates)}", file=out)
+    for check in outcome.checks:
+        print(f"            check: {check}", file=out)
 
 
 def _outcome_json(number: int, outcome: Outcome) -> dict[str, object]:
@@ -98,6 +123,7 @@ def _outcome_json(number: int, outcome: Outcome) -> dict[str, object]:
         data["params"] = [list(p) for p in outcome.message.params]
         data["segments"] = outcome.message.segments
         data["dedup_key"] = outcome.message.dedup_key
+        data["checks"] = list(outcome.checks)
     return data
 
 
@@ -142,29 +168,34 @@ def validate_main(argv: list[str]) -> int:
     return 0
 
 
-def preview_main(argv: list[str]) -> int:
-    """Show which mappings fire for each event and the exact Twilio request each would send."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kafka-twilio preview", description=preview_main.__doc__)
     parser.add_argument("--mappings", required=True, nargs="+", action="extend", help="mapping YAML file(s)")
     parser.add_argument(
         "--events", required=True, help="Segment-shaped events, one JSON object a line (- = stdin)"
     )
     parser.add_argument("--default-region", default="US", help="region for numbers without a country code")
-    parser.add_argument("--now", help="the render time, ISO-8601 (default: the current time)")
+    parser.add_argument("--now", help="what the service would do at this time, ISO-8601 (default: now)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per outcome")
+    return parser
+
+
+def preview_main(argv: list[str]) -> int:
+    """Show which mappings fire for each event and the exact Twilio request each would send."""
+    parser = _parser()
     args = parser.parse_args(argv)
     now = _now(parser, args.now)
     mappings = _load(args.mappings, sys.stderr)
     if mappings is None:
         return 1
-    index = MatchIndex(mappings)
-    totals: Counter[str] = Counter()
-    bad_lines = 0
     try:
         lines = list(_read_events(args.events))
     except OSError as exc:
         print(f"cannot read {args.events}: {exc.strerror}", file=sys.stderr)
         return 2
+    index = MatchIndex(mappings)
+    totals: Counter[str] = Counter()
+    bad_lines = 0
     for number, line in lines:
         try:
             data = json.loads(line)
@@ -179,16 +210,20 @@ def preview_main(argv: list[str]) -> int:
         totals.update(o.action if o.action == "send" else f"{o.action}:{o.reason}" for o in outcomes)
         if not any(o.action != "not_fired" for o in outcomes):
             totals["events_firing_nothing"] += 1
-        if args.json:
-            for outcome in outcomes or [Outcome("", "no_match")]:
-                print(json.dumps(_outcome_json(number, outcome), ensure_ascii=False))
-            continue
-        print(f"event {number} ({_describe(event)})")
-        if not outcomes:
-            print("  no mapping matched")
-        for outcome in outcomes:
-            _print_outcome(outcome, sys.stdout)
+        _print_event(number, event, outcomes, as_json=args.json)
     if not args.json:
         summary = ", ".join(f"{k}={v}" for k, v in sorted(totals.items()))
         print(f"\n{len(lines) - bad_lines} event(s): {summary or 'nothing matched'}")
     return 1 if bad_lines else 0
+
+
+def _print_event(number: int, event: Event, outcomes: list[Outcome], *, as_json: bool) -> None:
+    if as_json:
+        for outcome in outcomes or [Outcome("", "no_match")]:
+            print(json.dumps(_outcome_json(number, outcome), ensure_ascii=False))
+        return
+    print(f"event {number} ({_describe(event)})")
+    if not outcomes:
+        print("  no mapping matched")
+    for outcome in outcomes:
+        _print_outcome(outcome, sys.stdout)

@@ -10,99 +10,16 @@ person's events stay on one partition, in order.
 from __future__ import annotations
 
 import argparse
-import functools
-import io
 import json
-import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import fastavro
-
-from consumer.errors import ConsumerError, KafkaError, SettingsError
-from consumer.events import avro_fast as avro_encode
-from consumer.events.model import JSON
-from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
-
-ENCODINGS = ("single-object", "confluent", "schemaless", "json")
-
-
-class Encoder:
-    """Encode Segment JSON objects with the current schema; parsed schema and registry id cached."""
-
-    def __init__(
-        self, *, encoding: str, schemas_dir: Path, registry: Any = None, subject: str | None = None
-    ) -> None:
-        if encoding not in ENCODINGS:
-            raise SettingsError(f"unknown encoding {encoding!r}: use one of {', '.join(ENCODINGS)}")
-        self.encoding = encoding
-        schema = LocalSchemas.load(schemas_dir).reader
-        self._parsed = schema.parsed
-        self._fast = schema.fingerprint.hex() == avro_encode.FINGERPRINT
-        self._prefix = b""
-        if encoding == "single-object":
-            self._prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
-        elif encoding == "confluent":
-            if registry is None or not subject:
-                raise SettingsError("encoding 'confluent' needs a Schema Registry and a subject")
-            self._prefix = b"\x00" + _register(registry, subject, schema.canonical, schema.source)
-
-    def encode(self, event: Mapping[str, JSON]) -> bytes:
-        """The value bytes for one event; ValueError when it holds something JSON cannot."""
-        if self.encoding == "json":
-            return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        if self._fast:
-            try:
-                return self._prefix + avro_encode.encode(event)
-            except (avro_encode.Unsupported, UnicodeEncodeError, RecursionError):
-                pass  # the general path below gives the precise error, or handles the odd type
-        buf = io.BytesIO()
-        buf.write(self._prefix)
-        fastavro.schemaless_writer(buf, self._parsed, to_avro(event))
-        return buf.getvalue()
-
-
-def _register(registry: Any, subject: str, canonical: str, source: str) -> bytes:
-    from confluent_kafka.schema_registry import Schema
-
-    from consumer.events.registry import describe_client
-
-    try:
-        schema_id = int(registry.register_schema(subject, Schema(canonical, "AVRO")))
-    except Exception as exc:
-        raise SettingsError(
-            f"could not register {source} under subject {subject!r} at {describe_client(registry)}: "
-            f"{exc}; check the registry URL and that the change is compatible (schemas/README.md)"
-        ) from exc
-    return schema_id.to_bytes(4, "big")
-
-
-@functools.lru_cache(maxsize=32)
-def _encoder(encoding: str, schemas_dir: Path, registry: Any, subject: str | None) -> Encoder:
-    return Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=subject)
-
-
-def encode_event(
-    event: Mapping[str, Any],
-    *,
-    encoding: str,
-    schemas_dir: Path,
-    registry: Any = None,
-    subject: str | None = None,
-) -> bytes:
-    """Encode one Segment JSON object as a record value (encoders cached per configuration)."""
-    return _encoder(encoding, Path(schemas_dir), registry, subject).encode(event)
-
-
-def event_key(event: Mapping[str, Any]) -> bytes | None:
-    """The record key: userId, else anonymousId, so one person's events keep their order."""
-    for name in ("userId", "anonymousId"):
-        value = event.get(name)
-        if value not in (None, ""):
-            return str(value).encode()
-    return None
+from consumer.commands.progress import Progress
+from consumer.errors import ConsumerError, KafkaError
+from consumer.events.encode import ENCODINGS, Encoder, event_key
+from consumer.settings import load_kafka_settings
 
 
 def produce_events(
@@ -114,8 +31,11 @@ def produce_events(
     schemas_dir: Path = Path("schemas"),
     registry_url: str = "",
     client_config: Mapping[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Encode and produce `events` to `topic`; flush; return how many were delivered."""
+    """Encode and produce `events` to `topic`; flush; return how many were delivered.
+
+    `progress(count)` is called as events are queued (every 1,000)."""
     from confluent_kafka import Producer
 
     registry = None
@@ -152,6 +72,8 @@ def produce_events(
             count += 1
             if count % 1000 == 0:
                 producer.poll(0)
+                if progress is not None:
+                    progress(count)
     finally:
         # Deliver what was queued even when a later event is bad, so the error names the only gap.
         remaining = producer.flush(60)
@@ -181,9 +103,7 @@ def main(argv: list[str]) -> int:
     """`kafka-twilio produce`: produce the events of a JSON-lines file to a topic."""
     parser = argparse.ArgumentParser(prog="kafka-twilio produce", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+        "--bootstrap-servers", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)"
     )
     parser.add_argument("--topic", required=True, help="topic to produce to")
     parser.add_argument("--file", required=True, help="JSON lines file of Segment events ('-' for stdin)")
@@ -193,19 +113,24 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.encoding == "confluent" and not args.registry_url:
         parser.error("--encoding confluent needs --registry-url")
+    progress = Progress(f"produce to {args.topic}")
     try:
+        kafka = load_kafka_settings()
         stream: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
         with stream:
             count = produce_events(
                 read_events(stream, source=args.file),
-                bootstrap=args.bootstrap_servers,
+                bootstrap=args.bootstrap_servers or kafka.bootstrap_servers,
                 topic=args.topic,
                 encoding=args.encoding,
                 schemas_dir=args.schemas_dir,
                 registry_url=args.registry_url,
+                client_config=kafka.client,
+                progress=progress.update,
             )
     except (OSError, ValueError, ConsumerError) as exc:
         print(f"kafka-twilio produce: {exc}", file=sys.stderr)
         return 1
+    progress.done(count)
     print(f"produced {count} events to {args.topic} ({args.encoding})", file=sys.stderr)
     return 0

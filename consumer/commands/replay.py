@@ -14,7 +14,6 @@ does not message the recipient twice within the de-duplication window.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import uuid
@@ -33,8 +32,11 @@ from confluent_kafka import (
 )
 from confluent_kafka import KafkaError as LibKafkaError
 
-from consumer.errors import DecodeError, KafkaError
+from consumer.commands.progress import Progress
+from consumer.errors import DecodeError, KafkaError, SettingsError
 from consumer.kafka.deadletter import DeadLetterInfo, Header, parse_dead_letter_headers
+from consumer.kafka.errors import kafka_error
+from consumer.settings import load_kafka_settings
 
 REPLAYED_FROM = "kafka_twilio.replayed.from"
 
@@ -220,6 +222,7 @@ def replay(
     client_config: Mapping[str, str] | None = None,
     idle_timeout_s: float = 30.0,
     out: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplaySummary:
     """Replay the dead-letter topic up to its current end; return what was done.
 
@@ -228,7 +231,7 @@ def replay(
     Raises KafkaError when the topic is missing, reading fails or replayed records go unacknowledged.
     """
     if to_topic is not None and to_topic == dead_letter_topic:
-        raise ValueError("to_topic must not be the dead-letter topic itself: that would loop")
+        raise SettingsError("to_topic must not be the dead-letter topic itself: that would loop")
     common = {**(client_config or {}), "bootstrap.servers": bootstrap_servers}
     consumer = Consumer({
         **common,
@@ -246,7 +249,7 @@ def replay(
     )
     try:
         ends = _assign(consumer, dead_letter_topic, group_id, idle_timeout_s)
-        _read(consumer, ends, run, dead_letter_topic, idle_timeout_s)
+        _read(consumer, ends, run, dead_letter_topic, idle_timeout_s, progress=progress or (lambda _: None))
         if producer is not None:
             left = producer.flush(60)
             if left:
@@ -257,17 +260,25 @@ def replay(
             if group_id and offsets:
                 consumer.commit(offsets=offsets, asynchronous=False)
     except KafkaException as exc:
-        raise KafkaError(
-            f"replay of {dead_letter_topic!r} failed: {exc}; check --bootstrap-servers and the broker"
-        ) from exc
+        fix = "check --bootstrap-servers and the broker"
+        raise kafka_error(exc, f"replay of {dead_letter_topic!r} failed", fix) from exc
     finally:
         consumer.close()
     return run.summary(dry_run)
 
 
-def _read(consumer: Consumer, ends: dict[int, int], run: _Replayer, dlq: str, idle_timeout_s: float) -> None:
+def _read(
+    consumer: Consumer,
+    ends: dict[int, int],
+    run: _Replayer,
+    dlq: str,
+    idle_timeout_s: float,
+    *,
+    progress: Callable[[int], None],
+) -> None:
     """Hand every record before the end offsets to `run`, then return."""
     last_seen = time.monotonic()
+    handled = 0
     while ends:
         msg = consumer.poll(0.5)
         if msg is None:
@@ -283,7 +294,7 @@ def _read(consumer: Consumer, ends: dict[int, int], run: _Replayer, dlq: str, id
             if err.code() == LibKafkaError._PARTITION_EOF:
                 ends.pop(part, None)
                 continue
-            raise KafkaError(f"reading {dlq!r} failed: {err.str()} ({err.name()})")
+            raise kafka_error(err, f"reading {dlq!r} failed")
         # Stop at the end seen at start: records dead-lettered again meanwhile wait for the next run.
         if part not in ends or offset >= ends[part]:
             ends.pop(part, None)
@@ -291,6 +302,8 @@ def _read(consumer: Consumer, ends: dict[int, int], run: _Replayer, dlq: str, id
         if offset + 1 >= ends[part]:
             ends.pop(part)
         run.handle(msg, part, offset)
+        handled += 1
+        progress(handled)
 
 
 def _assign(consumer: Consumer, topic: str, group_id: str | None, timeout_s: float) -> dict[int, int]:
@@ -326,16 +339,8 @@ def _parse_time(text: str) -> datetime:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kafka-twilio replay", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
-    p.add_argument(
-        "--dead-letter-topic",
-        default=os.environ.get("KAFKA_DEAD_LETTER_TOPIC", "kafka-twilio.dead-letter"),
-        help="topic to read (default: $KAFKA_DEAD_LETTER_TOPIC or kafka-twilio.dead-letter)",
-    )
+    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--dead-letter-topic", help="topic to read (default: KAFKA_DEAD_LETTER_TOPIC)")
     p.add_argument(
         "--reason", action="append", default=[], help="replay only this reason (repeatable, or a,b)"
     )
@@ -360,27 +365,34 @@ def _split(values: Collection[str]) -> frozenset[str]:
 def main(argv: list[str]) -> int:
     """Entry point of `kafka-twilio replay`."""
     args = _parser().parse_args(argv)
-    if args.to_topic and args.to_topic == args.dead_letter_topic:
+    try:
+        kafka = load_kafka_settings()
+    except SettingsError as exc:
+        print(f"kafka-twilio replay: {exc}", file=sys.stderr)
+        return 2
+    dlq = args.dead_letter_topic or kafka.dead_letter_topic
+    if args.to_topic and args.to_topic == dlq:
         print("kafka-twilio replay: --to-topic must differ from --dead-letter-topic", file=sys.stderr)
         return 2
-    from consumer.settings import _client_passthrough
-
+    progress = Progress(f"replay {dlq}")
     try:
         summary = replay(
-            bootstrap_servers=args.bootstrap_servers,
-            dead_letter_topic=args.dead_letter_topic,
+            bootstrap_servers=args.bootstrap_servers or kafka.bootstrap_servers,
+            dead_letter_topic=dlq,
             record_filter=ReplayFilter(
                 reasons=_split(args.reason), stages=_split(args.stage), since=args.since, until=args.until
             ),
             to_topic=args.to_topic,
             dry_run=args.dry_run,
             group_id=args.group_id,
-            client_config=_client_passthrough(dict(os.environ)),
+            client_config=kafka.client,
             idle_timeout_s=args.idle_timeout,
             out=print,
+            progress=progress.update,
         )
     except KafkaError as exc:
         print(f"kafka-twilio replay: {exc}", file=sys.stderr)
         return 1
+    progress.done(summary.replayed + summary.filtered_out + summary.invalid + summary.failed)
     print(summary.render())
     return 1 if summary.failed else 0

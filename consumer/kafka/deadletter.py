@@ -12,6 +12,7 @@ headers modelled on Kafka Connect's `__connect.errors.*`:
     kafka_twilio.errors.mapping                         mapping id, when known
     kafka_twilio.errors.attempts                        send attempts, when known
     kafka_twilio.errors.timestamp                       ISO-8601 UTC time of dead-lettering
+    kafka_twilio.errors.value.dropped                   only when the value was too large to keep
 
 All values are UTF-8 bytes. `kafka-twilio replay` strips them again (consumer/replay.py).
 """
@@ -25,9 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from consumer.errors import DecodeError, KafkaError, TwilioError
+from consumer.kafka.clients import ProducerLike
+from consumer.kafka.errors import MSG_SIZE_TOO_LARGE, QUEUE_FULL, kafka_error
 from consumer.logs import mask_text
 
 PREFIX = "kafka_twilio.errors."
@@ -43,6 +46,7 @@ TWILIO_STATUS = PREFIX + "twilio.status"
 MAPPING = PREFIX + "mapping"
 ATTEMPTS = PREFIX + "attempts"
 TIMESTAMP = PREFIX + "timestamp"
+VALUE_DROPPED = PREFIX + "value.dropped"
 
 # Kafka headers are small metadata; an error message (an HTML error page, a long template error)
 # must not make the dead-letter record larger than the broker accepts.
@@ -188,9 +192,14 @@ class DeadLetterWriter:
     only then may the source offset be finished. When librdkafka's queue is full, `write` serves
     delivery reports and retries for at most `buffer_wait_s` (default 0: one retry, so an event loop
     is never blocked), then reports a KafkaError: retry later, the source offset stays uncommitted.
+
+    A record too large for the producer or the broker (the original value plus the error headers over
+    `message.max.bytes`) is written again without its value, and `kafka_twilio.errors.value.dropped`
+    says how many bytes were left out: the error and the coordinates still reach the topic (the
+    original can be read at its source offset), instead of a write that fails forever.
     """
 
-    def __init__(self, producer: Producer, topic: str, *, buffer_wait_s: float = 0.0) -> None:
+    def __init__(self, producer: ProducerLike, topic: str, *, buffer_wait_s: float = 0.0) -> None:
         self.producer = producer
         self.topic = topic
         self._buffer_wait_s = buffer_wait_s
@@ -213,55 +222,60 @@ class DeadLetterWriter:
     ) -> None:
         """Queue one dead-letter record for `topic[partition]@offset`."""
         all_headers = dead_letter_headers(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            headers=headers,
-            error=error,
-            reason=reason,
-            mapping_id=mapping_id,
-            now=now,
-            attempts=attempts,
-        )
-        where = f"{topic}[{partition}]@{offset}"
+            topic=topic, partition=partition, offset=offset, headers=headers, error=error, reason=reason,
+            mapping_id=mapping_id, now=now, attempts=attempts,
+        )  # fmt: skip
+        self._produce(f"{topic}[{partition}]@{offset}", key, value, all_headers, on_delivery)
+
+    def _produce(
+        self,
+        where: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        def without_value() -> None:
+            dropped: list[Header] = [
+                (VALUE_DROPPED, f"{len(value or b'')} bytes: too large for the dead-letter topic".encode())
+            ]
+            self._produce(where, key, None, headers + dropped, on_delivery)
 
         def delivered(err: Any, _msg: Any) -> None:
             if err is None:
                 on_delivery(None)
+                return
+            failure = kafka_error(err, f"dead-letter write of {where} to topic {self.topic!r} failed",
+                                  "check that the topic exists and this client may write to it")  # fmt: skip
+            if failure.code == MSG_SIZE_TOO_LARGE and value is not None:
+                without_value()
             else:
-                on_delivery(
-                    KafkaError(
-                        f"dead-letter write of {where} to topic {self.topic!r} failed: {err.str()}"
-                        f" ({err.name()}); check that the topic exists and this client may write to it",
-                    )
-                )
+                on_delivery(failure)
 
         deadline = time.monotonic() + self._buffer_wait_s
         for attempt in itertools.count():
             try:
                 self.producer.produce(
-                    self.topic, key=key, value=value, headers=all_headers, on_delivery=delivered
+                    self.topic, key=key, value=value, headers=headers, on_delivery=delivered
                 )
             except BufferError:
                 # librdkafka's local queue is full: serve delivery reports to make room, then try again.
                 remaining = deadline - time.monotonic()
                 if attempt > 0 and remaining <= 0:
-                    on_delivery(
-                        KafkaError(
-                            f"dead-letter write of {where} to topic {self.topic!r}: the producer queue is"
-                            f" full (waited {self._buffer_wait_s:g}s); the broker is slow or unreachable",
-                        )
-                    )
+                    on_delivery(KafkaError(
+                        f"dead-letter write of {where} to topic {self.topic!r}: the producer queue is"
+                        f" full (waited {self._buffer_wait_s:g}s); the broker is slow or unreachable",
+                        code=QUEUE_FULL, retriable=True,
+                    ))  # fmt: skip
                     return
                 self.producer.poll(max(0.0, min(0.05, remaining)))
                 continue
-            except KafkaException as exc:  # record too large, unknown partition: refused before queueing
-                on_delivery(
-                    KafkaError(
-                        f"dead-letter write of {where} to topic {self.topic!r} was refused: {exc};"
-                        " if the record is too large, raise message.max.bytes on the producer and the topic",
-                    )
+            except KafkaException as exc:  # refused before queueing: too large, unknown partition
+                failure = kafka_error(
+                    exc, f"dead-letter write of {where} to topic {self.topic!r} was refused"
                 )
-                return
-            else:
-                return
+                if failure.code == MSG_SIZE_TOO_LARGE and value is not None:
+                    without_value()
+                else:
+                    on_delivery(failure)
+            return

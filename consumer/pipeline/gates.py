@@ -1,10 +1,37 @@
-"""Gates between render and send: quiet hours and frequency caps. Pure: time is passed in."""
+"""The gates between render and send, as pure verdicts: consent, quiet hours, frequency caps.
+
+Consent depends only on the event, so render applies it. Quiet hours depend on the time of sending and
+frequency caps on what was sent before: the send path applies them with its clock and its state
+(`consumer.state`), and `preview --now` shows the same verdicts for a given time.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from consumer.events.recipients import Consent
+from consumer.pipeline.message import OutboundMessage, Skip, has_param
+from consumer.pipeline.schedule import MIN_SEND_AT
+from consumer.state.caps import FrequencyCaps, cap_key
+from consumer.state.ledger import recipient_hash
+from consumer.zones import zone_or_default
+
+_CONSENT_SKIPS = {
+    "require_subscribed": {Consent.UNSUBSCRIBED, Consent.UNKNOWN, Consent.OTHER},
+    "allow_unknown": {Consent.UNSUBSCRIBED, Consent.OTHER},
+    "ignore": set(),
+}
+_CONSENT_REASONS = {Consent.UNSUBSCRIBED: "unsubscribed", Consent.UNKNOWN: "consent_unknown",
+                    Consent.OTHER: "not_subscribed"}  # fmt: skip
+
+
+def consent_skip(mapping_id: str, consent: Consent, policy: str) -> Skip | None:
+    """The skip a mapping's consent `policy` demands for a recipient in state `consent`, if any."""
+    if consent not in _CONSENT_SKIPS[policy]:
+        return None
+    return Skip(mapping_id, _CONSENT_REASONS[consent], f"consent is {consent} and the policy is {policy}")
 
 
 def quiet_until(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime | None:
@@ -28,40 +55,42 @@ def quiet_until(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime
     return local_end.astimezone(UTC)
 
 
-class FrequencyCaps:
-    """Sliding-window counts of sends per (cap scope, recipient)."""
+@dataclass(frozen=True)
+class Quiet:
+    """Now is inside the recipient's quiet hours, which end at `until`.
 
-    def __init__(self) -> None:
-        self._sent: dict[str, deque[float]] = {}
+    `drop`: the mapping drops such messages. Otherwise the message is held: by Twilio when `schedule`
+    (a Messaging Service can take SendAt, and the end is far enough ahead for it), else in memory.
+    """
 
-    def allows(self, key: str, limit: int, window_s: float, now: float) -> bool:
-        """True when fewer than `limit` sends to `key` happened in the last `window_s` seconds."""
-        times = self._sent.get(key)
-        if times is None:
-            return limit > 0
-        while times and times[0] <= now - window_s:
-            times.popleft()
-        if not times:
-            del self._sent[key]
-            return limit > 0
-        return len(times) < limit
+    until: datetime
+    drop: bool
+    schedule: bool
 
-    def add(self, key: str, at: float) -> None:
-        times = self._sent.setdefault(key, deque())
-        # Restored entries can arrive out of order; keep the deque sorted so expiry stays O(1).
-        if times and at < times[-1]:
-            items = sorted([*times, at])
-            times.clear()
-            times.extend(items)
-        else:
-            times.append(at)
 
-    def prune(self, now: float, horizon_s: float) -> int:
-        """Forget recipients with no send in the last `horizon_s` (the longest cap window)."""
-        stale = [k for k, times in self._sent.items() if not times or times[-1] <= now - horizon_s]
-        for key in stale:
-            del self._sent[key]
-        return len(stale)
+def quiet_hours(message: OutboundMessage, now: datetime) -> Quiet | None:
+    """The quiet-hours verdict for sending `message` at `now`: None when it may go now."""
+    qh = message.quiet_hours
+    if qh is None:
+        return None
+    until = quiet_until(now, zone_or_default(message.timezone, qh.default_timezone), qh.start, qh.end)
+    if until is None:
+        return None
+    schedule = (
+        message.sender_kind == "messaging_service"
+        and until - now >= MIN_SEND_AT
+        and not has_param(message.params, "SendAt")
+    )
+    return Quiet(until, qh.action == "drop", schedule)
 
-    def __len__(self) -> int:
-        return len(self._sent)
+
+def frequency_key(message: OutboundMessage) -> str:
+    """The cap counter `message` counts against ("" when its mapping has no cap)."""
+    cap = message.frequency_cap
+    return cap_key(cap.scope or message.mapping_id, recipient_hash(message.recipient)) if cap else ""
+
+
+def capped(message: OutboundMessage, caps: FrequencyCaps, now: float) -> bool:
+    """True when sending `message` now would exceed its frequency cap."""
+    cap = message.frequency_cap
+    return cap is not None and not caps.allows(frequency_key(message), cap.limit, cap.window_s, now)

@@ -1,4 +1,4 @@
-"""Send pacing: per-sender rate limits, adaptive concurrency and the gate that enforces it.
+"""Send pacing: per-sender rate limits and adaptive concurrency (enforced by `consumer.service.concurrency`).
 
 The decisions are pure given a clock: `TokenBucket.reserve` returns how long to wait instead of
 sleeping, so the run loop can schedule the send and keep serving other recipients meanwhile
@@ -21,12 +21,9 @@ but it makes the queue, and so the delay to the recipient, grow until 21611 "que
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from types import TracebackType
 
 from consumer.errors import SettingsError
 
@@ -189,77 +186,3 @@ class AdaptiveLimit:
         if self._successes >= self.limit:
             self._successes = 0
             self._value = min(float(self.maximum), self._value + 1)
-
-
-class ConcurrencyGate:
-    """An asyncio semaphore whose limit can change while tasks wait; waiters are served in order.
-
-    Lowering the limit never interrupts work in flight: it only holds new entries until enough
-    slots are released. Raising it wakes as many waiters as now fit.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        self._limit = limit
-        self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def limit(self) -> int:
-        return self._limit
-
-    @limit.setter
-    def limit(self, value: int) -> None:
-        if value < 0:
-            raise ValueError(f"limit must be >= 0, got {value}")
-        self._limit = value
-        self._wake()
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    async def acquire(self) -> None:
-        """Wait for a slot, behind anyone already waiting."""
-        if not self._waiters and self._in_flight < self._limit:
-            self._in_flight += 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                # The slot was handed over just before the cancellation landed: pass it on.
-                self._in_flight -= 1
-                self._wake()
-            elif future in self._waiters:  # _wake() may already have dropped it as done
-                self._waiters.remove(future)
-            raise
-
-    def release(self) -> None:
-        """Give a slot back."""
-        if self._in_flight <= 0:
-            raise RuntimeError("ConcurrencyGate.release() called more times than acquire()")
-        self._in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self._in_flight < self._limit:
-            future = self._waiters.popleft()
-            if not future.done():
-                self._in_flight += 1
-                future.set_result(None)
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()

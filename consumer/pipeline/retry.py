@@ -1,31 +1,62 @@
-"""Retry policy: full-jitter exponential backoff that honours Retry-After, and a per-record retry loop.
+"""The retry policy: after a failed send attempt, retry after a delay, dead-letter, or halt.
 
-`compute_backoff` is pure (the random draw is passed in). `send_with_retries` retries one record's
-send only while the failure is RETRYABLE: a MAY_HAVE_SENT failure (read timeout, 5xx) is returned
-to the caller, because repeating it could send the message twice (Twilio has no idempotency key).
+Pure: the error, the attempt number and a random draw in, a decision out. The send path
+(`consumer.service.delivery`) is its one caller, so what is retried is decided here and only here:
+
+- RETRYABLE (429/20429, queue full, no connection): the request was not processed; retry with
+  full-jitter backoff that honours Retry-After, until `max_retries`, then dead-letter
+  `retries_exhausted`.
+- MAY_HAVE_SENT with an HTTP answer (Twilio 5xx): retried the same way, as Twilio advises for 5xx
+  (the send path counts it as ambiguous). Without an answer (a read timeout after the request was
+  written): dead-lettered `ambiguous`, never repeated blindly, since Twilio may have sent it.
+- CONFIGURATION (credentials, region, sender): halt all sending until a credential check passes.
+- PERMANENT and RECIPIENT: dead-lettered with the Twilio code as the reason.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from consumer.errors import ErrorClass, TwilioError
-
-if TYPE_CHECKING:
-    from consumer.twilio.client import SendResult
+from consumer.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """How many times to retry and how long to wait: attempt n waits up to min(cap, base * 2**n)."""
 
-    max_retries: int = 6
-    base_s: float = 0.5
-    cap_s: float = 60.0
+    max_retries: int
+    base_s: float
+    cap_s: float
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> RetryPolicy:
+        return cls(settings.max_retries, settings.retry_base_s, settings.retry_cap_s)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Try the same request again after `delay_s`."""
+
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Give up on this message: dead-letter it with `reason`."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Stop all sending until the configuration is fixed; then try the same request again."""
+
+    reason: str
+
+
+Decision = Retry | DeadLetter | Halt
 
 
 def compute_backoff(
@@ -46,33 +77,27 @@ def compute_backoff(
     return delay
 
 
-async def send_with_retries(
-    send: Callable[[], Awaitable[SendResult]],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    rand: Callable[[], float] = random.random,
-    on_retry: Callable[[TwilioError, int, float], None] | None = None,
-) -> SendResult:
-    """Call `send` until it succeeds, fails other than RETRYABLE, or `policy.max_retries` is spent.
+def reason_of(error: TwilioError) -> str:
+    """The bounded label of a failure: `twilio_<code>`, `http_<status>`, `connection` or `ambiguous`."""
+    if error.code:
+        return f"twilio_{error.code}"
+    if error.status is None:
+        return "ambiguous" if error.error_class is ErrorClass.MAY_HAVE_SENT else "connection"
+    return f"http_{error.status}"
 
-    Raises the last TwilioError. `on_retry(error, attempt, delay_s)` is called before each wait.
-    """
-    attempt = 0
-    while True:
-        try:
-            return await send()
-        except TwilioError as error:
-            if error.error_class is not ErrorClass.RETRYABLE or attempt >= policy.max_retries:
-                raise
-            delay = compute_backoff(
-                attempt,
-                base_s=policy.base_s,
-                cap_s=policy.cap_s,
-                rand=rand(),
-                retry_after_s=error.retry_after_s,
-            )
-            if on_retry is not None:
-                on_retry(error, attempt, delay)
-            await sleep(delay)
-            attempt += 1
+
+def decide(error: TwilioError, attempt: int, policy: RetryPolicy, rand: float) -> Decision:
+    """What to do after attempt number `attempt` (0-based) failed with `error`."""
+    cls = error.error_class
+    reason = reason_of(error)
+    if cls is ErrorClass.CONFIGURATION:
+        return Halt(reason)
+    answered_5xx = cls is ErrorClass.MAY_HAVE_SENT and error.status is not None
+    if cls is not ErrorClass.RETRYABLE and not answered_5xx:
+        return DeadLetter(reason)
+    if attempt >= policy.max_retries:
+        return DeadLetter("retries_exhausted")
+    delay = compute_backoff(
+        attempt, base_s=policy.base_s, cap_s=policy.cap_s, rand=rand, retry_after_s=error.retry_after_s
+    )
+    return Retry(delay, reason)

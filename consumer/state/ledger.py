@@ -1,36 +1,17 @@
-"""The sent-message ledger: at most one send per (mapping, de-duplication key, recipient) per window.
+"""The sent ledger: at most one send per (mapping, de-duplication key, recipient) per window.
 
-State lives in Kafka, so no other database is needed: every accepted send is written to a compacted
-changelog topic (`cleanup.policy=compact,delete`, so expired entries also age out by time). The ledger
-is co-partitioned with the source topics: a send caused by source partition p is recorded in changelog
-partition p mod N. When a replica is assigned partition p it restores changelog partition p mod N before
-processing p, so the previous owner's sends are known across rebalances and restarts.
-
-The residual window: between Twilio's 201 and the changelog write being acknowledged (milliseconds),
-a crash loses the ledger entry while the source offset is still uncommitted, so the record is processed
-again after restart and sent twice. Offsets are committed only after that acknowledgement, so a clean
-shutdown or rebalance never opens the window; `kafka_twilio_ambiguous_sends_total` counts the related
-case of Twilio failing after the request was written.
+This module is the in-memory table and its records; `consumer.state.changelog` keeps it in a
+compacted Kafka topic, its source of truth, and `consumer.state.sent` restores both the table and
+the frequency-cap counts from it. Keys and recipients are hashed: the ledger holds no phone number.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-log = logging.getLogger(__name__)
-
-DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -178,109 +159,3 @@ class Ledger:
 
     def __len__(self) -> int:
         return self._size
-
-
-class DedupStore:
-    """The Kafka edge of the ledger: restore on assignment, write after each accepted send."""
-
-    def __init__(
-        self,
-        client_config: dict[str, Any],
-        producer: Producer,
-        topic: str,
-        partitions: int,
-        *,
-        max_entries: int = 1_000_000,
-    ) -> None:
-        self.client_config = client_config
-        self.producer = producer
-        self.topic = topic
-        self.ledger = Ledger(partitions, max_entries)
-
-    @staticmethod
-    def ensure_topic(client_config: dict[str, Any], topic: str, source_topics: list[str]) -> int:
-        """Create the changelog (compacted, partitioned like the widest source topic) if missing;
-        return its partition count."""
-        admin = AdminClient(client_config)
-        meta = admin.list_topics(timeout=30)
-        if topic in meta.topics and meta.topics[topic].partitions:
-            return len(meta.topics[topic].partitions)
-        widest = max((len(meta.topics[t].partitions) for t in source_topics if t in meta.topics), default=1)
-        config = {"cleanup.policy": "compact,delete", "retention.ms": str(DEFAULT_RETENTION_MS)}
-        futures = admin.create_topics([NewTopic(topic, widest, -1, config=config)], request_timeout=30)
-        try:
-            futures[topic].result(timeout=30)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-        return widest
-
-    def read(self, source_partitions: Iterable[int], timeout_s: float = 60.0) -> dict[int, list[LedgerEntry]]:
-        """Read the changelog partitions behind these source partitions to their end (blocking).
-
-        Returns entries per changelog partition; `Ledger.load` applies them on the event loop.
-        """
-        slots = sorted({self.ledger.slot(p) for p in source_partitions})
-        out: dict[int, list[LedgerEntry]] = {s: [] for s in slots}
-        if not slots:
-            return out
-        reader = Consumer(
-            {
-                **self.client_config,
-                "group.id": f"kafka-twilio-restore-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-        try:
-            ends: dict[int, int] = {}
-            for slot in slots:
-                low, high = reader.get_watermark_offsets(TopicPartition(self.topic, slot), timeout=10)
-                if high > low:
-                    ends[slot] = high
-            if not ends:
-                return out
-            reader.assign([TopicPartition(self.topic, s, OFFSET_BEGINNING) for s in ends])
-            deadline = time.monotonic() + timeout_s
-            while ends and time.monotonic() < deadline:
-                for msg in reader.consume(1000, 0.1):
-                    part, offset, key, value = msg.partition(), msg.offset(), msg.key(), msg.value()
-                    if part is None:
-                        continue
-                    slot = part
-                    if msg.error() is None and key is not None and value is not None:
-                        entry = decode_entry(key, value)
-                        if entry is not None:
-                            out[slot].append(entry)
-                    if slot in ends and (
-                        msg.error() is not None or (offset is not None and offset + 1 >= ends[slot])
-                    ):
-                        del ends[slot]
-            if ends:
-                log.warning(
-                    "de-duplication state incomplete: changelog not read to its end in %.0f s", timeout_s
-                )
-        finally:
-            reader.close()
-        return out
-
-    def record(
-        self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[Exception | None], None]
-    ) -> None:
-        """Remember a send now and write it to the changelog; `on_delivery` runs when Kafka acknowledged."""
-        self.ledger.remember(entry, source_partition)
-
-        def delivered(err: object, _msg: object) -> None:
-            on_delivery(None if err is None else RuntimeError(str(err)))
-
-        try:
-            self.producer.produce(
-                self.topic,
-                key=entry.key.encode(),
-                value=encode_entry(entry),
-                partition=self.ledger.slot(source_partition),
-                on_delivery=delivered,
-            )
-        except (BufferError, KafkaException) as exc:
-            # Refused before queueing (queue full, broker gone): the caller must still hear of it once.
-            on_delivery(RuntimeError(f"ledger write to {self.topic!r} refused: {exc}"))

@@ -19,13 +19,13 @@ R, M, P, S, C = (
     ErrorClass.CONFIGURATION,
 )
 
+#: Codes that mean "slow down": too many requests, a full sender queue, a channel rate limit.
+THROTTLE_CODES = frozenset({20429, 21611, 30001, 63018})
+
 #: Twilio error code -> treatment. The first block is the reference table, code for code.
 CODE_CLASSES: Mapping[int, ErrorClass] = MappingProxyType(
     {
-        20429: R,  # too many concurrent requests: never processed
-        21611: R,  # sender queue full
-        30001: R,  # queue overflow (Messaging Service)
-        63018: R,  # WhatsApp/RCS channel rate limit
+        **dict.fromkeys(THROTTLE_CODES, R),  # 20429 concurrency, 21611/30001 queue full, 63018 channel rate
         30003: R,  # unreachable handset (transient)
         30008: R,  # unknown carrier error (transient)
         20003: C,  # authentication failed: wrong key, wrong region, suspended account
@@ -73,8 +73,13 @@ def classify(status: int | None, code: int | None) -> ErrorClass:
         # 408: Twilio gave up reading the request; 429: refused before processing. Both safe to repeat.
         return R
     if status >= 500:
-        # The request reached Twilio and may have been processed: not safe to repeat blindly.
+        # The request reached Twilio and may have been processed (consumer.pipeline.retry decides).
         return M
     if status in (401, 403):
         return C
     return P
+
+
+def is_throttle(status: int | None, code: int | None) -> bool:
+    """True when Twilio asked us to slow down (HTTP 429 or a throttle code): lower the concurrency."""
+    return status == 429 or code in THROTTLE_CODES

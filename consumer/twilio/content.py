@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from consumer.errors import MappingError
 
-if TYPE_CHECKING:
-    from consumer.twilio.client import TwilioClient
+
+class ContentLister(Protocol):
+    """Lists the account's Content Templates (consumer.twilio.client.TwilioClient does)."""
+
+    async def list_content(self) -> list[dict[str, Any]]: ...
 
 
 #: Content type -> channels that can deliver it (reference/segment-destination.md, plus twilio/location).
@@ -96,7 +99,7 @@ def check_templates(
 
 
 async def verify_templates(
-    client: TwilioClient, requirements: Sequence[tuple[str, str, str, Collection[str]]]
+    client: ContentLister, requirements: Sequence[tuple[str, str, str, Collection[str]]]
 ) -> None:
     """Fetch every template (all pages) and raise MappingError listing each problem."""
     if not requirements:

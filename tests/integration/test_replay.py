@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka import KafkaError as LibKafkaError
 
 from consumer.commands.replay import REPLAYED_FROM, ReplayFilter, main, replay
-from consumer.errors import DecodeError, ErrorClass, KafkaError, RenderError, TwilioError
+from consumer.errors import DecodeError, ErrorClass, KafkaError, RenderError, SettingsError, TwilioError
 from consumer.kafka import deadletter as dl
 from consumer.kafka.deadletter import DeadLetterWriter
 
@@ -325,7 +325,7 @@ def test_the_replay_filter_matches_reason_stage_and_a_half_open_time_window(
 
 
 def test_a_replay_into_the_dead_letter_topic_itself_is_refused() -> None:
-    with pytest.raises(ValueError, match="would loop"):
+    with pytest.raises(SettingsError, match="would loop"):
         replay(bootstrap_servers="127.0.0.1:1", dead_letter_topic="dlq", to_topic="dlq")
 
 

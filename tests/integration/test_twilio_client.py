@@ -1,4 +1,6 @@
-"""TwilioClient against the simulator on loopback: each error class, its classification and retries."""
+"""TwilioClient against the simulator on loopback: each answer and failure, and how it is classified.
+
+What the send path then does with each class (retry, dead-letter, halt) is in test_delivery.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from typing import Any
 import pytest
 
 from consumer.errors import ErrorClass, MappingError, TwilioError
-from consumer.pipeline.retry import RetryPolicy, send_with_retries
 from consumer.settings import TwilioSettings
 from consumer.simulator import SimulatorConfig, SimulatorHandle, running_simulator
 from consumer.simulator.config import sample_templates
@@ -17,7 +18,6 @@ from consumer.twilio.client import TwilioClient
 from consumer.twilio.content import verify_templates
 
 SMS = [("To", "+14155550100"), ("From", "+14155550199"), ("Body", "Hello from the test")]
-FAST = RetryPolicy(max_retries=3, base_s=0.01, cap_s=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ async def test_twilio_error_codes_are_classified(
     assert caught.value.status in (400, 404)
 
 
-async def test_a_recipient_on_the_stop_list_is_a_recipient_error_and_is_not_retried(
+async def test_a_recipient_on_the_stop_list_is_a_recipient_error(
     client: TwilioClient, sim: SimulatorHandle
 ) -> None:
     sim.configure(stop_list={"+14155550123"})
@@ -136,7 +136,7 @@ async def test_a_recipient_on_the_stop_list_is_a_recipient_error_and_is_not_retr
         return await client.send([("To", "+14155550123"), ("From", "+14155550199"), ("Body", "x")])
 
     with pytest.raises(TwilioError) as caught:
-        await send_with_retries(send, FAST)
+        await send()
     assert (caught.value.code, caught.value.error_class) == (21610, ErrorClass.RECIPIENT)
     assert calls == 1
     assert sim.messages() == []
@@ -188,62 +188,11 @@ async def test_the_credential_check_names_the_region_when_twilio_is_unreachable(
     assert caught.value.error_class is ErrorClass.CONFIGURATION
 
 
-async def test_a_429_storm_is_retried_honouring_retry_after_until_it_ends(
-    client: TwilioClient, sim: SimulatorHandle
-) -> None:
-    sim.configure(error_rates={20429: 1.0}, retry_after_s=0.05)
-    seen: list[tuple[int | None, float | None, float]] = []
-
-    def on_retry(error: TwilioError, attempt: int, delay: float) -> None:
-        seen.append((error.code, error.retry_after_s, delay))
-        if attempt == 1:
-            sim.configure(error_rates={})  # the storm ends
-
-    result = await send_with_retries(lambda: client.send(SMS), FAST, on_retry=on_retry)
-    assert result.sid.startswith("SM")
-    assert [(code, after) for code, after, _ in seen] == [(20429, 0.05), (20429, 0.05)]
-    assert all(delay >= 0.05 for _, _, delay in seen)
-    assert len(sim.messages()) == 1
-
-
-async def test_the_account_concurrency_limit_answers_429_and_retries_get_everything_through(
-    client: TwilioClient, sim: SimulatorHandle
-) -> None:
-    import asyncio
-
-    sim.configure(max_concurrency=4, latency_ms=30, retry_after_s=0.01)
-    retries = 0
-
-    def on_retry(error: TwilioError, attempt: int, delay: float) -> None:
-        nonlocal retries
-        assert error.status == 429
-        assert error.error_class is ErrorClass.RETRYABLE
-        retries += 1
-
-    policy = RetryPolicy(max_retries=50, base_s=0.01, cap_s=0.05)
-    results = await asyncio.gather(
-        *(send_with_retries(lambda: client.send(SMS), policy, on_retry=on_retry) for _ in range(20))
-    )
-    assert len({r.sid for r in results}) == 20
-    assert retries > 0
-    assert len(sim.messages()) == 20
-    assert sim.stats()["answers"]["429/20429"] == retries
-
-
-async def test_a_5xx_may_have_sent_and_is_not_retried(client: TwilioClient, sim: SimulatorHandle) -> None:
-    sim.configure(error_rates={500: 1.0})
-    with pytest.raises(TwilioError) as caught:
-        await send_with_retries(lambda: client.send(SMS), FAST)
-    assert (caught.value.status, caught.value.code) == (500, 20500)
-    assert caught.value.error_class is ErrorClass.MAY_HAVE_SENT
-    assert sim.stats()["answers"] == {"500/20500": 1}
-
-
 async def test_a_read_timeout_may_have_sent_and_indeed_the_message_was_accepted(sim: SimulatorHandle) -> None:
     sim.configure(timeout_rate=1.0, hang_s=1.0)
     async with TwilioClient(settings_for(sim, timeout_s=0.2)) as impatient:
         with pytest.raises(TwilioError) as caught:
-            await send_with_retries(lambda: impatient.send(SMS), FAST)
+            await impatient.send(SMS)
     assert caught.value.error_class is ErrorClass.MAY_HAVE_SENT
     assert "ReadTimeout" in str(caught.value)
     assert len(sim.messages()) == 1  # Twilio had the message: retrying would have sent it twice
@@ -256,19 +205,6 @@ async def test_a_dropped_connection_after_the_request_may_have_sent(
     with pytest.raises(TwilioError) as caught:
         await client.send(SMS)
     assert caught.value.error_class is ErrorClass.MAY_HAVE_SENT
-
-
-async def test_a_refused_connection_is_retryable_and_retried_to_the_budget(sim: SimulatorHandle) -> None:
-    attempts: list[int] = []
-    async with TwilioClient(settings_for(sim, base_url=f"http://127.0.0.1:{free_port()}")) as nowhere:
-        with pytest.raises(TwilioError) as caught:
-            await send_with_retries(
-                lambda: nowhere.send(SMS),
-                FAST,
-                on_retry=lambda error, attempt, delay: attempts.append(attempt),
-            )
-    assert caught.value.error_class is ErrorClass.RETRYABLE
-    assert attempts == [0, 1, 2]
 
 
 async def test_every_content_page_is_listed_and_templates_are_fetched(
@@ -356,3 +292,27 @@ async def test_the_direct_send_path_writes_the_headers_and_body_twilio_expects()
     assert (
         body == b"To=%2B14155550100&MediaUrl=https%3A%2F%2Fa%2F1.png&MediaUrl=https%3A%2F%2Fa%2F%C3%A4+b.png"
     )
+
+
+async def test_a_twilio_5xx_may_have_sent(client: TwilioClient, sim: SimulatorHandle) -> None:
+    sim.configure(error_rates={500: 1.0})
+    with pytest.raises(TwilioError) as caught:
+        await client.send(SMS)
+    assert (caught.value.status, caught.value.code) == (500, 20500)
+    assert caught.value.error_class is ErrorClass.MAY_HAVE_SENT
+
+
+async def test_a_refused_connection_is_retryable(sim: SimulatorHandle) -> None:
+    async with TwilioClient(settings_for(sim, base_url=f"http://127.0.0.1:{free_port()}")) as nowhere:
+        with pytest.raises(TwilioError) as caught:
+            await nowhere.send(SMS)
+    assert caught.value.error_class is ErrorClass.RETRYABLE
+    assert caught.value.status is None
+
+
+async def test_a_429_is_retryable_and_carries_retry_after(client: TwilioClient, sim: SimulatorHandle) -> None:
+    sim.configure(error_rates={20429: 1.0}, retry_after_s=0.05)
+    with pytest.raises(TwilioError) as caught:
+        await client.send(SMS)
+    assert (caught.value.status, caught.value.code, caught.value.retry_after_s) == (429, 20429, 0.05)
+    assert caught.value.error_class is ErrorClass.RETRYABLE

@@ -1,0 +1,96 @@
+"""Encode Segment JSON objects as record values: Avro (single-object, Confluent wire format through a
+Schema Registry, schemaless) or JSON, as the decoder reads them; records keyed by who they are about."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from consumer.errors import SettingsError
+from consumer.events import avro_fast
+from consumer.events.model import JSON
+from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, to_avro
+
+ENCODINGS = ("single-object", "confluent", "schemaless", "json")
+
+
+class Encoder:
+    """Encode Segment JSON objects with the current schema; parsed schema and registry id cached."""
+
+    def __init__(
+        self, *, encoding: str, schemas_dir: Path, registry: Any = None, subject: str | None = None
+    ) -> None:
+        if encoding not in ENCODINGS:
+            raise SettingsError(f"unknown encoding {encoding!r}: use one of {', '.join(ENCODINGS)}")
+        self.encoding = encoding
+        schema = LocalSchemas.load(schemas_dir).reader
+        self._parsed = schema.parsed
+        self._fast = schema.fingerprint.hex() == avro_fast.FINGERPRINT
+        self._prefix = b""
+        if encoding == "single-object":
+            self._prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
+        elif encoding == "confluent":
+            if registry is None or not subject:
+                raise SettingsError("encoding 'confluent' needs a Schema Registry and a subject")
+            self._prefix = b"\x00" + _register(registry, subject, schema.canonical, schema.source)
+
+    def encode(self, event: Mapping[str, JSON]) -> bytes:
+        """The value bytes for one event; ValueError when it holds something JSON cannot."""
+        if self.encoding == "json":
+            return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        if self._fast:
+            try:
+                return self._prefix + avro_fast.encode(event)
+            except (avro_fast.Unsupported, UnicodeEncodeError, RecursionError):
+                pass  # the general path below gives the precise error, or handles the odd type
+        buf = io.BytesIO()
+        buf.write(self._prefix)
+        fastavro.schemaless_writer(buf, self._parsed, to_avro(event))
+        return buf.getvalue()
+
+
+def _register(registry: Any, subject: str, canonical: str, source: str) -> bytes:
+    from confluent_kafka.schema_registry import Schema
+
+    from consumer.events.registry import describe_client
+
+    try:
+        schema_id = int(registry.register_schema(subject, Schema(canonical, "AVRO")))
+    except Exception as exc:
+        raise SettingsError(
+            f"could not register {source} under subject {subject!r} at {describe_client(registry)}: "
+            f"{exc}; check the registry URL and that the change is compatible (schemas/README.md)"
+        ) from exc
+    return schema_id.to_bytes(4, "big")
+
+
+@functools.lru_cache(maxsize=32)
+def _encoder(encoding: str, schemas_dir: Path, registry: Any, subject: str | None) -> Encoder:
+    return Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=subject)
+
+
+def encode_event(
+    event: Mapping[str, Any],
+    *,
+    encoding: str,
+    schemas_dir: Path,
+    registry: Any = None,
+    subject: str | None = None,
+) -> bytes:
+    """Encode one Segment JSON object as a record value (encoders cached per configuration)."""
+    return _encoder(encoding, Path(schemas_dir), registry, subject).encode(event)
+
+
+def event_key(event: Mapping[str, Any]) -> bytes | None:
+    """The record key: userId, else anonymousId, so one person's events keep their order."""
+    for name in ("userId", "anonymousId"):
+        value = event.get(name)
+        if value not in (None, ""):
+            return str(value).encode()
+    return None

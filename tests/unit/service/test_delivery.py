@@ -1,0 +1,315 @@
+"""The send path's rules (delivery, lanes, outcomes) with a stub sender and producer: no network,
+no real sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError as RdKafkaError
+
+from consumer.errors import ErrorClass
+from consumer.events.recipients import Channel
+from consumer.kafka.deadletter import DeadLetterWriter, parse_dead_letter_headers
+from consumer.mappings.model import QuietHours
+from consumer.metrics import Metrics
+from consumer.pipeline.message import FrequencyCap, OutboundMessage
+from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
+from consumer.pipeline.retry import RetryPolicy
+from consumer.service.delivery import Delivery
+from consumer.service.dispatcher import Dispatcher
+from consumer.service.outcomes import Outcomes
+from consumer.service.records import RecordState
+from consumer.state.changelog import Changelog
+from consumer.state.ledger import ledger_key
+from consumer.state.sent import SentState
+from consumer.twilio.client import SendResult
+from tests.fakes import SENT as OK
+from tests.fakes import FakeKafka, twilio_error
+from tests.fakes import FakeTwilio as FakeSender
+
+
+def message(recipient: str = "+14155550123", **changes: Any) -> OutboundMessage:
+    base: dict[str, Any] = {
+        "mapping_id": "m1", "channel": Channel.SMS, "to": recipient, "recipient": recipient,
+        "sender": "MG" + "1" * 32, "sender_kind": "messaging_service",
+        "params": (("To", recipient), ("MessagingServiceSid", "MG" + "1" * 32), ("Body", "hi")),
+        "segments": 1, "dedup_key": "", "dedup_window_s": 3600.0, "timezone": None, "quiet_hours": None,
+        "frequency_cap": None,
+    }  # fmt: skip
+    return OutboundMessage(**{**base, **changes})
+
+
+class Harness:
+    def __init__(self, sender: FakeSender, *, clock: Callable[[], float] = lambda: 1_800_000_000.0) -> None:
+        self.metrics = Metrics()
+        kafka = FakeKafka()
+        self.producer = kafka._producer({})
+        self.done: list[RecordState] = []
+        self.sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            self.sleeps.append(seconds)
+            await asyncio.sleep(0)
+
+        self.state = SentState(Changelog(kafka.clients(), self.producer, "sent", 1), max_entries=1000)
+        self.outcomes = Outcomes(self.metrics, DeadLetterWriter(self.producer, "dlq"), self.done.append)
+        self.delivery = Delivery(
+            sender=sender, metrics=self.metrics, state=self.state, outcomes=self.outcomes,
+            limits=SenderLimits(), adaptive=AdaptiveLimit(8, minimum=1),
+            policy=RetryPolicy(max_retries=3, base_s=0.1, cap_s=1.0), clock=clock, sleep=sleep,
+            rand=lambda: 0.5,
+        )  # fmt: skip
+        self.dispatcher = Dispatcher(self.delivery.deliver, self.delivery.on_wire)
+        self.offset = 0
+
+    def record(self, offset: int | None = None) -> RecordState:
+        if offset is None:
+            offset, self.offset = self.offset, self.offset + 1
+        record = RecordState("events", 0, offset, b"k", b"v", [("h", b"1")])
+        record.expect(1)
+        return record
+
+    async def send(self, *messages: OutboundMessage) -> list[RecordState]:
+        records = []
+        for msg in messages:
+            record = self.record()
+            self.dispatcher.submit(record, msg)
+            records.append(record)
+        await self.settle()
+        return records
+
+    async def settle(self) -> None:
+        """Wait until every submitted send ran to its end and Kafka acknowledged its writes."""
+        await self.dispatcher.settle()
+        self.producer.poll(0)
+
+    def dead_letters(self) -> list[tuple[Any, ...]]:
+        return [r for r in self.cluster_records("dlq")]
+
+    def cluster_records(self, topic: str) -> list[Any]:
+        return [m for part in self.producer.cluster.topics.get(topic, []) for m in part]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds (callers bound the wait with asyncio.wait_for)."""
+    while not condition():  # noqa: ASYNC110  the condition is plain state, with no event to wait on
+        await asyncio.sleep(0.001)
+
+
+async def test_a_sent_message_finishes_its_record_as_sent() -> None:
+    h = Harness(FakeSender())
+    [record] = await h.send(message())
+    assert record.outcomes == [("m1", "sent", "queued")]
+    assert h.done == [record]
+    assert (
+        h.metrics.registry.get_sample_value(
+            "kafka_twilio_twilio_requests_total", {"status_class": "2xx", "code": ""}
+        )
+        == 1
+    )
+
+
+async def test_retryable_errors_are_retried_with_backoff_and_then_sent() -> None:
+    sender = FakeSender(
+        twilio_error(ErrorClass.RETRYABLE, 20429, 429), twilio_error(ErrorClass.RETRYABLE, None, None)
+    )
+    h = Harness(sender)
+    [record] = await h.send(message())
+    assert record.outcomes[0][1] == "sent"
+    assert len(sender.requests) == 3
+    assert h.sleeps == [0.05, 0.1]  # full jitter with rand=0.5: half of 0.1 * 2**attempt
+    assert h.metrics.registry.get_sample_value("kafka_twilio_retries_total", {"reason": "twilio_20429"}) == 1
+    assert h.metrics.registry.get_sample_value("kafka_twilio_retries_total", {"reason": "connection"}) == 1
+    assert h.metrics.registry.get_sample_value("kafka_twilio_concurrency_limit") < 8, "429 lowered the limit"
+
+
+async def test_a_spent_retry_budget_dead_letters_the_record() -> None:
+    sender = FakeSender(*[twilio_error(ErrorClass.RETRYABLE, 20429, 429)] * 4)
+    h = Harness(sender)
+    [record] = await h.send(message())
+    assert record.outcomes == [("m1", "dead_lettered", "retries_exhausted")]
+    assert len(sender.requests) == 4
+    [dead] = h.dead_letters()
+    info = parse_dead_letter_headers(dead.headers())
+    assert (info.reason, info.twilio_code, info.attempts) == ("retries_exhausted", 20429, 4)
+
+
+async def test_a_timeout_after_the_request_was_written_is_dead_lettered_not_resent() -> None:
+    sender = FakeSender(twilio_error(ErrorClass.MAY_HAVE_SENT, None, None))
+    h = Harness(sender)
+    [record] = await h.send(message())
+    assert record.outcomes == [("m1", "dead_lettered", "ambiguous")]
+    assert len(sender.requests) == 1
+    assert h.metrics.registry.get_sample_value("kafka_twilio_ambiguous_sends_total") == 1
+
+
+async def test_a_recipient_who_replied_stop_is_dead_lettered_once_and_then_suppressed() -> None:
+    h = Harness(FakeSender(twilio_error(ErrorClass.RECIPIENT, 21610)))
+    first, second = await h.send(message(), message())
+    assert first.outcomes == [("m1", "dead_lettered", "twilio_21610")]
+    assert second.outcomes == [("m1", "skipped", "suppressed")]
+
+
+async def test_a_configuration_error_halts_sending_until_resumed_and_loses_nothing() -> None:
+    sender = FakeSender(twilio_error(ErrorClass.CONFIGURATION, 20003, 401))
+    h = Harness(sender)
+    record = h.record()
+    h.dispatcher.submit(record, message())
+    await asyncio.wait_for(until(lambda: h.delivery.halting.halted), timeout=10)
+    assert record.outcomes == [], "not dead-lettered: a bad key must not burn the backlog"
+    h.delivery.halting.resume()
+    await h.settle()
+    assert record.outcomes == [("m1", "sent", "queued")]
+    assert len(sender.requests) == 2
+
+
+async def test_the_same_dedup_key_is_sent_once_and_written_to_the_ledger() -> None:
+    h = Harness(FakeSender())
+    a, b = await h.send(message(dedup_key="order:1"), message(dedup_key="order:1"))
+    assert a.outcomes[0][1] == "sent"
+    assert b.outcomes == [("m1", "skipped", "duplicate")]
+    assert len(h.cluster_records("sent")) == 1
+    assert h.cluster_records("dlq") == []
+
+
+async def test_quiet_hours_drop_skips_with_a_reason_and_hold_schedules_through_the_messaging_service() -> (
+    None
+):
+    # 1_800_000_000 is 2027-01-15 08:00 UTC: 03:00 in New York, inside 21:00-09:00.
+    quiet = QuietHours(start=dt.time(21), end=dt.time(9), action="drop", default_timezone="America/New_York")
+    h = Harness(FakeSender())
+    [dropped] = await h.send(message(quiet_hours=quiet))
+    assert dropped.outcomes == [("m1", "skipped", "quiet_hours")]
+
+    sender = FakeSender()
+    held = Harness(sender)
+    [record] = await held.send(message(quiet_hours=quiet.model_copy(update={"action": "hold"})))
+    assert record.outcomes[0][1] == "sent"
+    assert ("SendAt", "2027-01-15T14:00:00Z") in sender.requests[0]
+    assert ("ScheduleType", "fixed") in sender.requests[0]
+
+
+async def test_a_frequency_cap_skips_sends_beyond_its_limit() -> None:
+    h = Harness(FakeSender())
+    cap = FrequencyCap(limit=2, window_s=3600, scope="marketing")
+    records = await h.send(*(message(frequency_cap=cap) for _ in range(3)))
+    assert [r.outcomes[0][2] for r in records] == ["queued", "queued", "frequency_cap"]
+
+
+async def test_a_drain_abandons_unstarted_sends_and_frees_their_dedup_claims() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    class SlowSender(FakeSender):
+        async def send(self, params: tuple[tuple[str, str], ...]) -> SendResult:
+            self.requests.append(params)
+            started.set()
+            await release.wait()
+            return OK
+
+    sender = SlowSender()
+    h = Harness(sender)
+    h.delivery.gate.limit = 1
+    first, second = h.record(), h.record()
+    h.dispatcher.submit(first, message("+14155550001", dedup_key="a"))
+    h.dispatcher.submit(second, message("+14155550002", dedup_key="b"))
+    await started.wait()
+    drain = asyncio.create_task(h.dispatcher.drain({("events", 0)}, timeout_s=5))
+    await asyncio.sleep(0)
+    release.set()
+    assert await drain
+    h.producer.poll(0)  # the ledger write of the finished send is acknowledged
+    assert first.outcomes[0][1] == "sent", "the request on the wire was allowed to finish"
+    assert second.outcomes == [], "the waiting one was abandoned, unsent and unfinished"
+    assert len(sender.requests) == 1
+    assert h.state.ledger.claim(ledger_key("m1", "b", "+14155550002"), 0, now=0), "claim released"
+    assert not h.state.ledger.claim(ledger_key("m1", "a", "+14155550001"), 0, now=0), "sent: kept"
+
+
+@pytest.mark.parametrize(("status", "expected"), [(None, "transport"), (429, "4xx"), (503, "5xx")])
+async def test_twilio_answers_are_counted_by_status_class(status: int | None, expected: str) -> None:
+    h = Harness(FakeSender(twilio_error(ErrorClass.PERMANENT, 21211, status)))
+    await h.send(message())
+    labels = {"status_class": expected, "code": "21211"}
+    assert h.metrics.registry.get_sample_value("kafka_twilio_twilio_requests_total", labels) == 1
+
+
+@pytest.mark.parametrize(
+    "surprise", [ValueError("201 body is not JSON"), KeyError("sid"), RuntimeError("transport bug")]
+)
+async def test_an_unexpected_error_from_the_sender_dead_letters_the_record_instead_of_stalling_it(
+    surprise: Exception,
+) -> None:
+    class SurprisingSender(FakeSender):
+        async def send(self, params: tuple[tuple[str, str], ...]) -> SendResult:
+            self.requests.append(params)
+            raise surprise
+
+    sender = SurprisingSender()
+    h = Harness(sender)
+    [record] = await h.send(message(dedup_key="order-1"))
+    assert record.outcomes == [("m1", "dead_lettered", "ambiguous")], "the record reaches an outcome"
+    assert h.done == [record]
+    assert len(sender.requests) == 1, "it may have been sent: never repeated blindly"
+    [dead] = h.dead_letters()
+    assert parse_dead_letter_headers(dead.headers()).reason == "ambiguous"
+
+
+async def test_a_sent_message_finishes_even_when_the_ledger_write_is_refused_by_a_full_producer() -> None:
+    h = Harness(FakeSender())
+    h.producer.refuse = lambda topic, value: BufferError("Local: Queue full")
+    [record] = await h.send(message(dedup_key="order-1"))
+    assert record.outcomes == [("m1", "sent", "queued")], "sent is sent; only the ledger write failed"
+    assert h.done == [record]
+
+
+async def test_a_failed_dead_letter_report_served_off_the_loop_is_retried_on_the_loop_not_raised() -> None:
+    # The final producer flush serves delivery reports on the poll thread, where no loop runs.
+    h = Harness(FakeSender(twilio_error(ErrorClass.PERMANENT, 21211)))
+    reports: list[Callable[[Any, Any], None]] = []
+    healthy = h.producer.produce
+
+    def queue_only(topic: str, **kwargs: Any) -> None:
+        reports.append(kwargs["on_delivery"])
+
+    h.producer.produce = queue_only  # type: ignore[method-assign]
+    [record] = await h.send(message())
+    [report] = reports
+
+    finished = asyncio.Event()
+    h.outcomes.on_done = lambda _record: finished.set()
+    await asyncio.to_thread(report, RdKafkaError(RdKafkaError._MSG_TIMED_OUT), None)
+    h.producer.produce = healthy  # type: ignore[method-assign]
+    await asyncio.wait_for(until(lambda: h.producer.poll(0) >= 0 and finished.is_set()), timeout=10)
+    assert record.outcomes == [("m1", "dead_lettered", "twilio_21211")], "written again, then finished"
+
+
+async def test_a_twilio_5xx_is_counted_as_ambiguous_and_retried_then_sent() -> None:
+    # What the client makes of a 503 from Twilio (the request reached Twilio: it may have been processed).
+    sender = FakeSender(twilio_error(ErrorClass.MAY_HAVE_SENT, None, 503))
+    h = Harness(sender)
+    [record] = await h.send(message())
+    assert record.outcomes == [("m1", "sent", "queued")]
+    assert len(sender.requests) == 2
+    assert h.metrics.registry.get_sample_value("kafka_twilio_ambiguous_sends_total") == 1
+    assert h.metrics.registry.get_sample_value("kafka_twilio_retries_total", {"reason": "http_503"}) == 1
+
+
+async def test_messages_to_one_recipient_wait_for_each_other_and_others_do_not() -> None:
+    release = asyncio.Event()
+    sender = FakeSender()
+    sender.hold = release
+    h = Harness(sender)
+    first, second, other = h.record(), h.record(), h.record()
+    h.dispatcher.submit(first, message("+14155550001", params=(("Body", "1"),)))
+    h.dispatcher.submit(second, message("+14155550001", params=(("Body", "2"),)))
+    h.dispatcher.submit(other, message("+14155550002", params=(("Body", "3"),)))
+    await asyncio.wait_for(until(lambda: len(sender.requests) == 2), timeout=10)
+    assert [dict(r)["Body"] for r in sender.requests] == ["1", "3"], "the second waits behind the first"
+    release.set()
+    await h.settle()
+    assert [dict(r)["Body"] for r in sender.requests] == ["1", "3", "2"]

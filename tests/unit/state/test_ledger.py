@@ -1,0 +1,89 @@
+"""The in-memory side of the sent-message ledger (the Kafka side is tested in integration)."""
+
+from __future__ import annotations
+
+from consumer.state.ledger import (
+    Ledger,
+    LedgerEntry,
+    decode_entry,
+    encode_entry,
+    ledger_key,
+    recipient_hash,
+)
+
+
+def entry(key: str, sent_at: float = 100.0, ttl: float = 50.0) -> LedgerEntry:
+    return LedgerEntry(key, sent_at, sent_at + ttl, recipient_hash("+14155550123"), "m1")
+
+
+def test_ledger_keys_are_stable_fixed_size_and_carry_no_phone_number() -> None:
+    key = ledger_key("m1", "order:A-1", "+14155550123")
+    assert key == ledger_key("m1", "order:A-1", "+14155550123")
+    assert key != ledger_key("m2", "order:A-1", "+14155550123")
+    assert len(key) == 32
+    assert "4155550123" not in key + recipient_hash("+14155550123")
+
+
+def test_a_claimed_key_cannot_be_claimed_again_until_released() -> None:
+    ledger = Ledger(partitions=4)
+    assert ledger.claim("k", 0, now=0)
+    assert not ledger.claim("k", 0, now=0)
+    ledger.release("k")
+    assert ledger.claim("k", 0, now=0)
+
+
+def test_a_remembered_send_blocks_its_key_until_the_window_ends() -> None:
+    ledger = Ledger(partitions=4)
+    ledger.remember(entry("k"), source_partition=5)  # slot 1
+    assert ledger.is_sent("k", 5, now=120)
+    assert not ledger.claim("k", 5, now=120)
+    assert ledger.claim("k", 5, now=151)
+
+
+def test_loading_keeps_only_live_entries_and_dropping_a_slot_forgets_it() -> None:
+    ledger = Ledger(partitions=2)
+    assert ledger.load(0, [entry("live"), entry("dead", sent_at=0, ttl=10)], now=120) == 1
+    assert ledger.is_sent("live", 2, now=120)
+    assert not ledger.is_sent("dead", 2, now=120)
+    ledger.drop(0)
+    assert not ledger.is_sent("live", 2, now=120)
+    assert len(ledger) == 0
+
+
+def test_pruning_removes_expired_entries_oldest_first() -> None:
+    ledger = Ledger(partitions=1)
+    ledger.remember(entry("a", ttl=5), 0)
+    ledger.remember(entry("b", ttl=500), 0)
+    ledger.remember(entry("c", ttl=5), 0)  # behind a live entry: waits for it (or for the cap)
+    assert ledger.prune(now=200) == 1
+    assert len(ledger) == 2
+    assert ledger.is_sent("b", 0, now=200)
+    assert not ledger.is_sent("a", 0, now=200)
+
+
+def test_the_ledger_never_holds_more_than_its_cap_and_counts_what_it_evicts() -> None:
+    ledger = Ledger(partitions=2, max_entries=100)
+    for n in range(250):
+        ledger.remember(entry(f"k{n}", ttl=10_000), n)
+    assert len(ledger) == 100
+    assert ledger.evictions == 150
+    assert not ledger.is_sent("k0", 0, now=200), "the oldest went first"
+    assert ledger.is_sent("k249", 249, now=200)
+
+
+def test_dropping_a_slot_frees_its_share_of_the_cap() -> None:
+    ledger = Ledger(partitions=2, max_entries=10)
+    for n in range(10):
+        ledger.remember(entry(f"k{n}"), n)
+    ledger.drop(0)
+    assert len(ledger) == 5
+    for n in range(10, 15):
+        ledger.remember(entry(f"k{n}"), 1)
+    assert ledger.evictions == 0
+
+
+def test_changelog_values_round_trip_and_unreadable_ones_are_ignored() -> None:
+    e = entry("k")
+    assert decode_entry(b"k", encode_entry(e)) == e
+    assert decode_entry(b"k", b"not json") is None
+    assert decode_entry(b"k", b'{"at": 1}') is None
