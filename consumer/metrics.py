@@ -6,12 +6,16 @@ Twilio error codes are all bounded sets chosen by the operator or by Twilio, nev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 PREFIX = "kafka_twilio"
 
 # Send latency buckets: Twilio answers in 50-300 ms normally; the tail matters for capacity planning.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+# The ledger write after a 201 takes milliseconds; a crash inside it is the residual duplicate window.
+LEDGER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
@@ -19,91 +23,86 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        p = PREFIX
-        self.build_info = Info(f"{p}_build", "Version of the running consumer.", registry=r)
-        self.records_consumed = Counter(
-            f"{p}_records_consumed", "Records polled from Kafka.", ["topic"], registry=r
-        )
-        self.outcomes = Counter(
-            f"{p}_outcomes",
+        self.build_info = Info(f"{PREFIX}_build", "Version of the running consumer.", registry=self.registry)
+        self._records()
+        self._twilio()
+        self._kafka()
+        self._state()
+
+    def _counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, buckets: Sequence[float]) -> Histogram:
+        return Histogram(f"{PREFIX}_{name}", doc, buckets=buckets, registry=self.registry)
+
+    def _records(self) -> None:
+        self.records_consumed = self._counter("records_consumed", "Records polled from Kafka.", ["topic"])
+        self.outcomes = self._counter(
+            "outcomes",
             "Final outcome of every (record, mapping) pair: sent, skipped or dead_lettered, with a reason.",
             ["mapping", "outcome", "reason"],
-            registry=r,
         )
-        self.records_finished = Counter(
-            f"{p}_records_finished",
-            "Records whose every outcome is final (committable).",
-            ["topic"],
-            registry=r,
+        self.records_finished = self._counter(
+            "records_finished", "Records whose every outcome is final (committable).", ["topic"]
         )
-        self.twilio_requests = Counter(
-            f"{p}_twilio_requests",
+        self.buffered_records = self._gauge("buffered_records", "Records consumed but not yet finished.")
+        self.dead_letters = self._counter(
+            "dead_letters", "Records written to the dead-letter topic.", ["stage", "reason"]
+        )
+        self.ready = self._gauge("ready", "1 when partitions are assigned and Twilio is reachable.")
+
+    def _twilio(self) -> None:
+        self.twilio_requests = self._counter(
+            "twilio_requests",
             "Twilio HTTP requests by status class (2xx, 4xx, 5xx, transport) and Twilio error code.",
             ["status_class", "code"],
-            registry=r,
         )
-        self.send_latency = Histogram(
-            f"{p}_send_latency_seconds",
+        self.send_latency = self._histogram(
+            "send_latency_seconds",
             "Time from writing a Messages request to Twilio's answer.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
-        self.in_flight = Gauge(f"{p}_in_flight", "Twilio requests in flight now.", registry=r)
-        self.concurrency_limit = Gauge(
-            f"{p}_concurrency_limit", "Current adaptive limit on requests in flight.", registry=r
+        self.in_flight = self._gauge("in_flight", "Twilio requests in flight now.")
+        self.concurrency_limit = self._gauge(
+            "concurrency_limit", "Current adaptive limit on requests in flight."
         )
-        self.buffered_records = Gauge(
-            f"{p}_buffered_records", "Records consumed but not yet finished.", registry=r
+        self.retries = self._counter("retries", "Send attempts retried, by reason.", ["reason"])
+        self.rate_limit_wait = self._counter(
+            "rate_limit_wait_seconds", "Time sends spent waiting on per-sender rate limits.", ["sender_kind"]
         )
-        self.retries = Counter(f"{p}_retries", "Send attempts retried, by reason.", ["reason"], registry=r)
-        self.dead_letters = Counter(
-            f"{p}_dead_letters", "Records written to the dead-letter topic.", ["stage", "reason"], registry=r
+        self.may_have_sent = self._counter(
+            "ambiguous_sends", "Sends that failed after the request was written (Twilio may have sent them)."
         )
-        self.consumer_lag = Gauge(
-            f"{p}_consumer_lag", "High watermark minus committed offset.", ["topic", "partition"], registry=r
+
+    def _kafka(self) -> None:
+        self.consumer_lag = self._gauge(
+            "consumer_lag", "High watermark minus committed offset.", ["topic", "partition"]
         )
-        self.assigned_partitions = Gauge(f"{p}_assigned_partitions", "Partitions assigned.", registry=r)
-        self.paused_partitions = Gauge(
-            f"{p}_paused_partitions", "Partitions paused for back-pressure.", registry=r
+        self.assigned_partitions = self._gauge("assigned_partitions", "Partitions assigned.")
+        self.paused_partitions = self._gauge("paused_partitions", "Partitions paused for back-pressure.")
+        self.commits = self._counter(
+            "commits", "Offset commits, by result (ok, partial, failed).", ["result"]
         )
-        self.rate_limit_wait = Counter(
-            f"{p}_rate_limit_wait_seconds",
-            "Time sends spent waiting on per-sender rate limits.",
-            ["sender_kind"],
-            registry=r,
-        )
-        self.commits = Counter(
-            f"{p}_commits", "Offset commits, by result (ok, partial, failed).", ["result"], registry=r
-        )
-        self.kafka_errors = Counter(
-            f"{p}_kafka_errors",
+        self.kafka_errors = self._counter(
+            "kafka_errors",
             "Errors the Kafka clients reported (client callback or consumed record), by librdkafka code.",
             ["source", "code"],
-            registry=r,
         )
-        self.may_have_sent = Counter(
-            f"{p}_ambiguous_sends",
-            "Sends that failed after the request was written (Twilio may have sent them).",
-            registry=r,
-        )
-        self.ledger_write_seconds = Histogram(
-            f"{p}_ledger_write_seconds",
+
+    def _state(self) -> None:
+        self.ledger_write_seconds = self._histogram(
+            "ledger_write_seconds",
             "From Twilio's 201 to Kafka acknowledging the ledger entry: the only window in which a crash "
             "can cause a duplicate send.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=r,
+            LEDGER_BUCKETS,
         )
-        self.ledger_entries = Gauge(
-            f"{p}_ledger_entries",
-            "Sends remembered for de-duplication (this replica's partitions).",
-            registry=r,
+        self.ledger_entries = self._gauge(
+            "ledger_entries", "Sends remembered for de-duplication (this replica's partitions)."
         )
-        self.ledger_evictions = Counter(
-            f"{p}_ledger_evictions",
+        self.ledger_evictions = self._counter(
+            "ledger_evictions",
             "Ledger entries dropped before their window ended because the ledger was full.",
-            registry=r,
-        )
-        self.ready = Gauge(
-            f"{p}_ready", "1 when partitions are assigned and Twilio is reachable.", registry=r
         )

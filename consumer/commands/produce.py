@@ -21,6 +21,13 @@ from consumer.errors import ConsumerError, KafkaError
 from consumer.events.encode import ENCODINGS, Encoder, event_key
 from consumer.settings import load_kafka_settings
 
+_PRODUCER = {
+    "enable.idempotence": True,  # keeps per-key order through retries
+    "linger.ms": 20,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+}
+
 
 def produce_events(
     events: Iterable[Mapping[str, Any]],
@@ -44,15 +51,7 @@ def produce_events(
 
         registry = make_registry_client(registry_url)
     encoder = Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value")
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,  # keeps per-key order through retries
-        "linger.ms": 20,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 500_000,
-    }
-    config.update(client_config or {})
-    producer = Producer(config)
+    producer = Producer({"bootstrap.servers": bootstrap, **_PRODUCER, **(client_config or {})})
     failures: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -62,13 +61,7 @@ def produce_events(
     count = 0
     try:
         for event in events:
-            value = encoder.encode(event)
-            while True:
-                try:
-                    producer.produce(topic, value=value, key=event_key(event), on_delivery=on_delivery)
-                    break
-                except BufferError:  # local queue full: let deliveries drain, then retry
-                    producer.poll(0.05)
+            _produce(producer, topic, encoder.encode(event), event_key(event), on_delivery)
             count += 1
             if count % 1000 == 0:
                 producer.poll(0)
@@ -83,6 +76,17 @@ def produce_events(
             f"({failures[0] if failures else 'flush timed out'}); check the broker and the topic"
         )
     return count
+
+
+def _produce(
+    producer: Any, topic: str, value: bytes, key: bytes | None, on_delivery: Callable[..., None]
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:  # local queue full: let deliveries drain, then retry
+            producer.poll(0.05)
 
 
 def read_events(lines: Iterable[str], *, source: str = "<input>") -> Iterator[dict[str, Any]]:

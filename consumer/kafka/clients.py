@@ -7,7 +7,9 @@ settings are here too, each with the reason it is set.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -98,3 +100,12 @@ def service_consumer_config(settings: KafkaSettings, error_cb: Callable[[Any], N
 def service_producer_config() -> Config:
     """Ledger and dead-letter writes: idempotent (no duplicates on retry), batched for 5 ms."""
     return {"linger.ms": "5", "enable.idempotence": "true"}
+
+
+async def settle(producer: ProducerLike, timeout_s: float) -> None:
+    """Wait (on the loop) until the producer's outstanding writes are acknowledged or `timeout_s`
+    passes, serving their delivery reports here, so what was acknowledged is finished first."""
+    deadline = time.monotonic() + timeout_s
+    while len(producer) > 0 and time.monotonic() < deadline:
+        producer.poll(0)
+        await asyncio.sleep(0.01)

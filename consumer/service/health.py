@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -11,6 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+
+
+@dataclass
+class Health:
+    """What readiness is made of, besides the assignment: set by the Kafka and Twilio edges."""
+
+    broker_ok: bool = True
+    credentials_ok: bool = False
+
 
 #: Returns (ready, {check name: passed}) — computed on each probe, never cached.
 ReadinessCheck = Callable[[], tuple[bool, dict[str, bool]]]

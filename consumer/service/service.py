@@ -18,11 +18,9 @@ import signal
 import time
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from consumer import __version__
-from consumer.errors import KafkaError, TwilioError
-from consumer.kafka.clients import service_consumer_config
+from consumer.errors import KafkaError
+from consumer.kafka.clients import service_consumer_config, settle
 from consumer.kafka.commits import commit
 from consumer.kafka.errors import ALL_BROKERS_DOWN, PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
@@ -31,9 +29,10 @@ from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping, TemplateContent
 from consumer.metrics import Metrics
-from consumer.service.health import build_app, start_server
+from consumer.service.health import Health, build_app, start_server
 from consumer.service.parts import Parts, Runtime, producer_for, wire
 from consumer.service.records import Outcome, RecordState
+from consumer.service.upkeep import Upkeep
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
 from consumer.twilio.content import verify_templates
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.1
-CREDENTIAL_RECHECK_S = 15.0
 PRUNE_INTERVAL_S = 60.0
 
 #: Called with (topic, partition, offset, outcomes) when a record is finished: tests and the demo use it.
@@ -73,8 +71,7 @@ class Service:
         self.thread = KafkaThread()
         self.metrics_port: int | None = None
         self.runtime: Runtime | None = None  # built once Kafka answers
-        self.broker_ok = True
-        self.credentials_ok = False
+        self.health = Health()
         self._idle_since: float | None = None
         self._per_topic: dict[str, tuple[Any, Any]] = {}
 
@@ -90,7 +87,7 @@ class Service:
         client = self.parts.client
         try:
             await client.check_credentials()
-            self.credentials_ok = True
+            self.health.credentials_ok = True
             await verify_templates(client, _template_needs(mappings))
             app = build_app(self.metrics.registry, self.readiness, lambda: True)
             runner, self.metrics_port = await start_server(
@@ -109,8 +106,9 @@ class Service:
         rt = self.runtime
         checks = {
             "partitions_assigned": rt is not None and bool(rt.assignments.assigned),
-            "broker_reachable": self.broker_ok,
-            "twilio_credentials": self.credentials_ok and (rt is None or not rt.delivery.halting.halted),
+            "broker_reachable": self.health.broker_ok,
+            "twilio_credentials": self.health.credentials_ok
+            and (rt is None or not rt.delivery.halting.halted),
         }
         ready = all(checks.values())
         self.metrics.ready.set(1 if ready else 0)
@@ -133,7 +131,7 @@ class Service:
         rt = self.runtime = wire(
             s, parts, producer=producer, changelog=changelog, index=MatchIndex(mappings), mappings=mappings,
             metrics=self.metrics, tracker=self.tracker, loop=asyncio.get_running_loop(),
-            on_record_done=self._record_done, settle=self._settle_producer,
+            on_record_done=self._record_done, settle=lambda timeout_s: settle(producer, timeout_s),
             commit=lambda consumer, offsets: commit(consumer, offsets, self.metrics),
             on_assigned=self._broker_answered,
         )  # fmt: skip
@@ -150,12 +148,16 @@ class Service:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     asyncio.get_running_loop().add_signal_handler(sig, self.request_stop)
+        upkeep = Upkeep(
+            rt, rt.consumer, thread=self.thread, metrics=self.metrics, tracker=self.tracker,
+            health=self.health, client=parts.client, probe_topic=s.kafka.topics[0],
+        )  # fmt: skip
         helpers = [
-            asyncio.create_task(self._pump_producer(rt)),
-            asyncio.create_task(self._watch_credentials(rt)),
+            asyncio.create_task(upkeep.pump_producer()),
+            asyncio.create_task(upkeep.watch_credentials()),
         ]
         try:
-            await self._poll_loop(rt)
+            await self._poll_loop(rt, upkeep)
         finally:
             await self._shutdown(rt, helpers)
         return 0
@@ -168,7 +170,7 @@ class Service:
             log.warning(
                 "grace period over; %d sends left unfinished (their offsets stay uncommitted)", unfinished
             )
-        await self._settle_producer(10.0)
+        await settle(rt.producer, 10.0)
         await self._commit(rt)
         # Stopped before the flush below, so delivery reports are never served by two threads at once.
         for task in helpers:
@@ -181,7 +183,7 @@ class Service:
 
     # -- the poll loop ----------------------------------------------------------------------------
 
-    async def _poll_loop(self, rt: Runtime) -> None:
+    async def _poll_loop(self, rt: Runtime, upkeep: Upkeep) -> None:
         s = self.settings.service
         assert rt.consumer is not None
         last_commit = last_lag = last_prune = time.monotonic()
@@ -197,7 +199,7 @@ class Service:
                 await self._commit(rt)
                 last_commit = now
             if now - last_lag >= s.lag_interval_s:
-                await self._update_lag(rt)
+                await upkeep.lag()
                 last_lag = now
             if now - last_prune >= PRUNE_INTERVAL_S:
                 # Expired ledger entries no longer prevent anything; without this the ledger
@@ -277,68 +279,13 @@ class Service:
             assert rt.consumer is not None
             self.tracker.mark_committed(await self.thread.call(commit, rt.consumer, offsets, self.metrics))
 
-    async def _update_lag(self, rt: Runtime) -> None:
-        tps = sorted(rt.assignments.assigned)
-        highs = await self.thread.call(self._watermarks, rt, tps)
-        for tp, high in highs.items():
-            committed = self.tracker.committed(tp)
-            if high >= 0 and committed is not None:
-                self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(max(0, high - committed))
-
-    def _watermarks(self, rt: Runtime, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """High watermarks (on the Kafka thread); also tells whether the brokers answer again."""
-        consumer = rt.consumer
-        assert consumer is not None
-        if not self.broker_ok:
-            # librdkafka reports "all brokers down" but never that one is back, and a short outage
-            # causes no rebalance: ask a broker, or readiness would stay false until the next one.
-            with contextlib.suppress(Exception):
-                consumer.list_topics(self.settings.kafka.topics[0], timeout=1.0)
-                self.broker_ok = True
-        highs: dict[tuple[str, int], int] = {}
-        for topic, partition in tps:
-            with contextlib.suppress(Exception):
-                highs[(topic, partition)] = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), cached=True
-                )[1]
-        return highs
-
-    async def _settle_producer(self, timeout_s: float) -> None:
-        """Wait for outstanding ledger and dead-letter writes, serving their reports on this loop,
-        so records whose writes were acknowledged are finished before the final commit."""
-        rt = self.runtime
-        deadline = time.monotonic() + timeout_s
-        while rt is not None and len(rt.producer) > 0 and time.monotonic() < deadline:
-            rt.producer.poll(0)
-            await asyncio.sleep(0.01)
-
-    async def _pump_producer(self, rt: Runtime) -> None:
-        """Serve delivery reports (dead letters, ledger writes) on the event loop."""
-        while True:
-            if rt.producer.poll(0) == 0:
-                await asyncio.sleep(0.005)
-            else:
-                await asyncio.sleep(0)
-
-    async def _watch_credentials(self, rt: Runtime) -> None:
-        while True:
-            await asyncio.sleep(CREDENTIAL_RECHECK_S)
-            if not rt.delivery.halting.halted:
-                continue
-            try:
-                await self.parts.client.check_credentials()
-            except TwilioError as error:
-                log.error("Twilio credential check still failing: %s", error.message)
-                continue
-            rt.delivery.halting.resume()
-
     def _broker_answered(self) -> None:
-        self.broker_ok = True
+        self.health.broker_ok = True
 
     def _on_kafka_error(self, err: Any) -> None:
         """librdkafka's error callback (on the Kafka thread): counted, logged, and broker health."""
         error = kafka_error(err, "Kafka client")
-        self.broker_ok = error.code != ALL_BROKERS_DOWN
+        self.health.broker_ok = error.code != ALL_BROKERS_DOWN
         self._count_kafka_error("client", error)
 
     def _count_kafka_error(self, source: str, error: KafkaError) -> None:

@@ -36,71 +36,81 @@ class Problem:
         return f"{self.field}: {self.message} (Twilio {self.code})"
 
 
-def message_problems(params: Sequence[tuple[str, str]]) -> list[Problem]:  # noqa: PLR0912  flat rule list
+def message_problems(params: Sequence[tuple[str, str]]) -> list[Problem]:
     """Return every conditional-rule violation of a Messages create form, in a stable order."""
-    problems: list[Problem] = []
     seen: dict[str, list[str]] = {}
     for key, value in params:
         seen.setdefault(key, []).append(value)
+    problems = [
+        Problem(INVALID_PARAMETER, key, f"sent {len(values)} times; send it once")
+        for key, values in seen.items()
+        if len(values) > 1 and key not in REPEATABLE
+    ]
+    return problems + _required(seen) + _content(seen) + _options(seen)
 
-    for key, values in seen.items():
-        if len(values) > 1 and key not in REPEATABLE:
-            problems.append(Problem(INVALID_PARAMETER, key, f"sent {len(values)} times; send it once"))
 
-    def one(key: str) -> str | None:
-        values = seen.get(key)
-        return values[0] if values else None
+def _one(seen: dict[str, list[str]], key: str) -> str | None:
+    values = seen.get(key)
+    return values[0] if values else None
 
-    if not one("To"):
-        problems.append(Problem(21604, "To", "a 'To' phone number is required"))
-    if not one("From") and not one("MessagingServiceSid"):
-        problems.append(Problem(21603, "From", "a 'From' or 'MessagingServiceSid' parameter is required"))
-    if not one("Body") and not seen.get("MediaUrl") and not one("ContentSid"):
-        problems.append(Problem(21619, "Body", "a Body, a MediaUrl or a ContentSid is required"))
 
-    body = one("Body")
+def _required(seen: dict[str, list[str]]) -> list[Problem]:
+    found = []
+    if not _one(seen, "To"):
+        found.append(Problem(21604, "To", "a 'To' phone number is required"))
+    if not _one(seen, "From") and not _one(seen, "MessagingServiceSid"):
+        found.append(Problem(21603, "From", "a 'From' or 'MessagingServiceSid' parameter is required"))
+    if not _one(seen, "Body") and not seen.get("MediaUrl") and not _one(seen, "ContentSid"):
+        found.append(Problem(21619, "Body", "a Body, a MediaUrl or a ContentSid is required"))
+    return found
+
+
+def _content(seen: dict[str, list[str]]) -> list[Problem]:
+    found = []
+    body = _one(seen, "Body")
     if body is not None and len(body) > MAX_BODY_CHARS:
-        problems.append(
+        found.append(
             Problem(21617, "Body", f"{len(body)} characters; the limit is {MAX_BODY_CHARS} (shorten it)")
         )
     media = seen.get("MediaUrl", [])
     if len(media) > MAX_MEDIA_URLS:
-        problems.append(
-            Problem(21623, "MediaUrl", f"{len(media)} URLs; at most {MAX_MEDIA_URLS} are allowed")
-        )
-
-    variables = one("ContentVariables")
+        found.append(Problem(21623, "MediaUrl", f"{len(media)} URLs; at most {MAX_MEDIA_URLS} are allowed"))
+    variables = _one(seen, "ContentVariables")
     if variables is not None:
         problem = _json_object_of_strings(variables)
         if problem:
-            problems.append(Problem(21656, "ContentVariables", problem))
-        if not one("ContentSid"):
-            problems.append(Problem(INVALID_PARAMETER, "ContentVariables", "sent without a ContentSid"))
+            found.append(Problem(21656, "ContentVariables", problem))
+        if not _one(seen, "ContentSid"):
+            found.append(Problem(INVALID_PARAMETER, "ContentVariables", "sent without a ContentSid"))
+    return found
 
-    tags = one("Tags")
+
+def _options(seen: dict[str, list[str]]) -> list[Problem]:
+    found = []
+    tags = _one(seen, "Tags")
     if tags is not None:
         problem = _json_object_of_strings(tags)
         if problem:
-            problems.append(Problem(INVALID_PARAMETER, "Tags", problem))
+            found.append(Problem(INVALID_PARAMETER, "Tags", problem))
         elif len(json.loads(tags)) > MAX_TAGS:
-            problems.append(Problem(INVALID_PARAMETER, "Tags", f"more than {MAX_TAGS} tags"))
-
-    validity = one("ValidityPeriod")
+            found.append(Problem(INVALID_PARAMETER, "Tags", f"more than {MAX_TAGS} tags"))
+    validity = _one(seen, "ValidityPeriod")
     if validity is not None and (not validity.isdigit() or not 1 <= int(validity) <= MAX_VALIDITY_PERIOD_S):
-        problems.append(
+        found.append(
             Problem(INVALID_PARAMETER, "ValidityPeriod", f"must be 1..{MAX_VALIDITY_PERIOD_S} seconds")
         )
-
-    schedule_type, send_at = one("ScheduleType"), one("SendAt")
+    schedule_type, send_at, service = (
+        _one(seen, "ScheduleType"),
+        _one(seen, "SendAt"),
+        _one(seen, "MessagingServiceSid"),
+    )
     if (schedule_type is None) != (send_at is None):
-        problems.append(Problem(35111, "ScheduleType", "SendAt and ScheduleType=fixed go together"))
-    if schedule_type is not None and not one("MessagingServiceSid"):
-        problems.append(Problem(35118, "MessagingServiceSid", "scheduling needs a MessagingServiceSid"))
-    if one("ShortenUrls") == "true" and not one("MessagingServiceSid"):
-        problems.append(
-            Problem(INVALID_PARAMETER, "ShortenUrls", "link shortening needs a MessagingServiceSid")
-        )
-    return problems
+        found.append(Problem(35111, "ScheduleType", "SendAt and ScheduleType=fixed go together"))
+    if schedule_type is not None and not service:
+        found.append(Problem(35118, "MessagingServiceSid", "scheduling needs a MessagingServiceSid"))
+    if _one(seen, "ShortenUrls") == "true" and not service:
+        found.append(Problem(INVALID_PARAMETER, "ShortenUrls", "link shortening needs a MessagingServiceSid"))
+    return found
 
 
 def _json_object_of_strings(text: str) -> str:

@@ -1,0 +1,92 @@
+"""Upkeep beside the poll loop: consumer lag and broker health, producer delivery reports, and the
+credential re-check that lifts a configuration halt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from confluent_kafka import TopicPartition
+
+from consumer.errors import TwilioError
+from consumer.kafka.clients import ConsumerLike
+from consumer.kafka.offsets import OffsetTracker
+from consumer.kafka.thread import KafkaThread
+from consumer.metrics import Metrics
+from consumer.service.health import Health
+from consumer.service.parts import Runtime, Twilio
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_RECHECK_S = 15.0
+
+
+class Upkeep:
+    """The periodic chores of one run."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        consumer: ConsumerLike,
+        *,
+        thread: KafkaThread,
+        metrics: Metrics,
+        tracker: OffsetTracker,
+        health: Health,
+        client: Twilio,
+        probe_topic: str,
+    ) -> None:
+        self.rt = rt
+        self.consumer = consumer
+        self.thread = thread
+        self.metrics = metrics
+        self.tracker = tracker
+        self.health = health
+        self.client = client
+        self.probe_topic = probe_topic
+
+    async def lag(self) -> None:
+        """Set `consumer_lag` per assigned partition: high watermark minus committed offset."""
+        highs = await self.thread.call(self._watermarks, sorted(self.rt.assignments.assigned))
+        for tp, high in highs.items():
+            committed = self.tracker.committed(tp)
+            if high >= 0 and committed is not None:
+                self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(max(0, high - committed))
+
+    def _watermarks(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """High watermarks (on the Kafka thread); also tells whether the brokers answer again."""
+        if not self.health.broker_ok:
+            # librdkafka reports "all brokers down" but never that one is back, and a short outage
+            # causes no rebalance: ask a broker, or readiness would stay false until the next one.
+            with contextlib.suppress(Exception):
+                self.consumer.list_topics(self.probe_topic, timeout=1.0)
+                self.health.broker_ok = True
+        highs: dict[tuple[str, int], int] = {}
+        for topic, partition in tps:
+            with contextlib.suppress(Exception):
+                tp = TopicPartition(topic, partition)
+                highs[(topic, partition)] = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+        return highs
+
+    async def pump_producer(self) -> None:
+        """Serve delivery reports (dead letters, ledger writes) on the event loop."""
+        while True:
+            if self.rt.producer.poll(0) == 0:
+                await asyncio.sleep(0.005)
+            else:
+                await asyncio.sleep(0)
+
+    async def watch_credentials(self) -> None:
+        """While sending is halted by a configuration error, check the credentials again, and resume."""
+        halting = self.rt.delivery.halting
+        while True:
+            await asyncio.sleep(CREDENTIAL_RECHECK_S)
+            if not halting.halted:
+                continue
+            try:
+                await self.client.check_credentials()
+            except TwilioError as error:
+                log.error("Twilio credential check still failing: %s", error.message)
+                continue
+            halting.resume()
