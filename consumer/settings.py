@@ -140,6 +140,11 @@ class ServiceSettings(BaseModel):
     schemas_dir: Path = Field(default=Path("schemas"), description="Local Avro schemas (.avsc).")
     event_encoding: Literal["auto", "confluent", "single-object", "schemaless", "json"] = "auto"
     default_region: str = Field(default="US", description="Region for phone numbers without a country code.")
+    phone_validation: Literal["possible", "strict"] = Field(
+        default="possible",
+        description="possible: send numbers of a possible length, Twilio judges them (21211 is a skip); "
+        "strict: also require phonenumbers' metadata to know the number as valid.",
+    )
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"  # noqa: S104  the pod's metrics port must be reachable by Prometheus
     max_in_flight: int = Field(default=256, ge=1, description="Global cap on Twilio requests in flight.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -162,7 +163,8 @@ def _run(args: argparse.Namespace, bootstrap: str, twilio_env: dict[str, str]) -
 
 
 def _create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": logging.getLogger("librdkafka")}
+    admin = AdminClient(config)
     for name, count in partitions.items():
         admin.create_topics([NewTopic(name, count, 1)])[name].result(timeout=30)
 
@@ -171,7 +173,7 @@ def _produce_garbage(bootstrap: str, topic: str) -> int:
     """One record that is not an event at all, to show the dead-letter path."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "logger": logging.getLogger("librdkafka")})
     producer.produce(topic, key=b"garbage", value=b"\xc3\x01not-avro")
     producer.flush(10)
     return 1

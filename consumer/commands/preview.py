@@ -44,7 +44,9 @@ class Outcome:
     checks: tuple[str, ...] = ()  # the gates applied when sending, as the service will apply them
 
 
-def preview_event(index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime) -> list[Outcome]:
+def preview_event(
+    index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime, strict_numbers: bool = False
+) -> list[Outcome]:
     """Every mapping the index considers for `event`: the request it would send at `now`, or why not."""
     outcomes: list[Outcome] = []
     for verdict in index.explain(event):
@@ -52,7 +54,9 @@ def preview_event(index: MatchIndex, event: Event, *, default_region: str, now: 
         if verdict.reason is not None:
             outcomes.append(Outcome(mapping.id, "not_fired", verdict.reason))
             continue
-        decision = decide(event, mapping, default_region=default_region, now=now)
+        decision = decide(
+            event, mapping, default_region=default_region, now=now, strict_numbers=strict_numbers
+        )
         if isinstance(decision, Send):
             outcomes.append(_at(decision.message, now))
         elif isinstance(decision, Fail):
@@ -176,6 +180,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--default-region", default="US", help="region for numbers without a country code")
     parser.add_argument("--now", help="what the service would do at this time, ISO-8601 (default: now)")
+    parser.add_argument(
+        "--phone-validation", choices=("possible", "strict"), default="possible",
+        help="as CONSUMER_PHONE_VALIDATION: strict also needs phonenumbers' validity",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object per outcome")
     return parser
 
@@ -206,7 +214,10 @@ def preview_main(argv: list[str]) -> int:
             print(f"{args.events}:{number}: not a JSON event object ({exc}); skipped", file=sys.stderr)
             continue
         event = Event.from_segment(data)
-        outcomes = preview_event(index, event, default_region=args.default_region, now=now)
+        outcomes = preview_event(
+            index, event, default_region=args.default_region, now=now,
+            strict_numbers=args.phone_validation == "strict",
+        )  # fmt: skip
         totals.update(o.action if o.action == "send" else f"{o.action}:{o.reason}" for o in outcomes)
         if not any(o.action != "not_fired" for o in outcomes):
             totals["events_firing_nothing"] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -51,7 +52,11 @@ def produce_events(
 
         registry = make_registry_client(registry_url)
     encoder = Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value")
-    producer = Producer({"bootstrap.servers": bootstrap, **_PRODUCER, **(client_config or {})})
+    # librdkafka's own lines (a fresh broker's "Failed to acquire idempotence PID") go through logging.
+    logger = logging.getLogger("librdkafka")
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "logger": logger, **_PRODUCER, **(client_config or {})}
+    )
     failures: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:

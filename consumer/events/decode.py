@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,7 +295,26 @@ def _json(value: bytes) -> Event:
             f"the JSON value is a {type(data).__name__}, not an object; send one Segment event per record",
             reason="not_an_event",
         )
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(data)
     return to_event(data)
+
+
+# `\ud83d\ude00` is a valid escaped pair, but JSON lets a lone half through (`"\ud800"`), and a string
+# holding one cannot be encoded as UTF-8 later (a Twilio request, a dead-letter header). Only text
+# that has such an escape at all is checked, so ordinary events pay nothing.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_surrogates(data: object) -> None:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DecodeError(
+            f"the JSON holds a lone UTF-16 surrogate escape ({exc.object[exc.start : exc.end]!a}); every "
+            "\\uD800-\\uDFFF escape must be half of a pair: fix the producer's JSON encoder",
+            reason="invalid_json",
+        ) from None
 
 
 def to_event(data: Mapping[str, JSON]) -> Event:

@@ -10,6 +10,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -49,6 +50,9 @@ class Recipient:
 
 
 PHONE_CHANNELS = frozenset({Channel.SMS, Channel.MMS, Channel.WHATSAPP, Channel.RCS})
+#: Channels whose recipient may be a short code (Segment's To rule for SMS/MMS: ^[1-9]\d{4,5}$).
+SHORT_CODE_CHANNELS = frozenset({Channel.SMS, Channel.MMS})
+SHORT_CODE = re.compile(r"[1-9]\d{4,5}")
 EXTERNAL_IDS = "external_ids"
 CONTEXT_EXTERNAL_IDS = "context.externalIds"
 _PHONE_SOURCES = (
@@ -91,16 +95,22 @@ _ID_TYPES: Mapping[Channel, frozenset[str]] = {
 _PREFIXES = ("whatsapp:", "tel:", "sms:", "rcs:")
 
 
-def normalize_phone(raw: str, default_region: str = "US") -> str | None:
-    """Return `raw` as E.164 (`+14155550123`), or None when it is not a valid number."""
+def normalize_phone(raw: str, default_region: str = "US", *, strict: bool = False) -> str | None:
+    """Return `raw` as E.164 (`+14155550123`), or None when it is not a phone number.
+
+    By default a number phonenumbers finds *possible* (the right length for its country) is kept
+    even when its metadata does not know it as *valid* (new ranges, stale metadata, the Ofcom drama
+    range +447700900xxx): Twilio judges it, and a 21211 answer becomes `skipped:invalid_number`.
+    `strict` (CONSUMER_PHONE_VALIDATION=strict) also requires phonenumbers' own validity check.
+    """
     # Bounded before the cache: it keeps its keys, and an event may carry a megabyte-long "phone".
     if len(raw) > 128:
         return None
-    return _normalize_phone(raw, default_region)
+    return _normalize_phone(raw, default_region, strict)
 
 
 @functools.lru_cache(maxsize=65536)
-def _normalize_phone(raw: str, default_region: str) -> str | None:
+def _normalize_phone(raw: str, default_region: str, strict: bool) -> str | None:
     text = raw.strip()
     lowered = text.lower()
     for prefix in _PREFIXES:
@@ -113,14 +123,20 @@ def _normalize_phone(raw: str, default_region: str) -> str | None:
         number = phonenumbers.parse(text, default_region.upper() or None)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
+    known = phonenumbers.is_valid_number(number) if strict else phonenumbers.is_possible_number(number)
+    if not known:
         return None
     e164: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return e164
 
 
 def find_recipient(
-    event: Event, channel: Channel, *, default_region: str = "US", sources: Sequence[str] | None = None
+    event: Event,
+    channel: Channel,
+    *,
+    default_region: str = "US",
+    sources: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> Recipient | None:
     """Return the first valid address for `channel` in `sources` (default `DEFAULT_SOURCES`), or None.
 
@@ -128,9 +144,9 @@ def find_recipient(
     to tell "no address" from "only invalid addresses".
     """
     for source, raw in address_candidates(event, channel, sources=sources):
-        address = _normalize(raw, channel, default_region)
+        address = normalize_address(raw, channel, default_region, strict=strict)
         if address is not None:
-            consent = consent_of(event, channel, address, default_region=default_region)
+            consent = consent_of(event, channel, address, default_region=default_region, strict=strict)
             return Recipient(address=address, channel=channel, consent=consent, source=source)
     return None
 
@@ -152,20 +168,24 @@ def address_candidates(
                 yield source, str(value)
 
 
-def consent_of(event: Event, channel: Channel, address: str, *, default_region: str = "US") -> Consent:
+def consent_of(
+    event: Event, channel: Channel, address: str, *, default_region: str = "US", strict: bool = False
+) -> Consent:
     """Consent of `address` on `channel`: first definite state in external_ids, then subscriptions."""
     types = _SUBSCRIPTION_TYPES[channel]
     for entry in event.external_ids:
         kind = _lower(entry.get("channelType"))
         # An entry without channelType is a plain phone id: it speaks for SMS only.
         if (kind in types or (kind == "" and "sms" in types)) and _same(
-            entry.get("id"), address, channel, default_region
+            entry.get("id"), address, channel, default_region, strict
         ):
             state = _consent(entry.get("isSubscribed"))
             if state is not Consent.UNKNOWN:
                 return state
     for entry in _entries(event.context.get("messaging_subscriptions")):
-        if _lower(entry.get("type")) in types and _same(entry.get("key"), address, channel, default_region):
+        if _lower(entry.get("type")) in types and _same(
+            entry.get("key"), address, channel, default_region, strict
+        ):
             state = _consent(entry.get("status"))
             if state is not Consent.UNKNOWN:
                 return state
@@ -209,15 +229,22 @@ def _ids_for(entries: Sequence[Mapping[str, JSON]], channel: Channel) -> Iterato
             yield value.strip()
 
 
-def _same(value: JSON, address: str, channel: Channel, default_region: str) -> bool:
+def _same(value: JSON, address: str, channel: Channel, default_region: str, strict: bool) -> bool:
     if not isinstance(value, str):
         return False
-    return value.strip() == address or _normalize(value, channel, default_region) == address
+    return (
+        value.strip() == address
+        or normalize_address(value, channel, default_region, strict=strict) == address
+    )
 
 
-def _normalize(raw: str, channel: Channel, default_region: str) -> str | None:
+def normalize_address(raw: str, channel: Channel, default_region: str, *, strict: bool = False) -> str | None:
+    """The address `raw` names on `channel`: E.164, a short code (SMS and MMS, which Twilio can send
+    to), or a Messenger user id; None when it is none of these."""
+    if channel in SHORT_CODE_CHANNELS and SHORT_CODE.fullmatch(raw.strip()):
+        return raw.strip()
     if channel in PHONE_CHANNELS:
-        return normalize_phone(raw, default_region)
+        return normalize_phone(raw, default_region, strict=strict)
     return raw.strip() or None
 
 

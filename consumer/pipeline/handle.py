@@ -48,10 +48,12 @@ class Fail:
 Decision = Send | Skip | Fail
 
 
-def decide(event: Event, mapping: Mapping, *, default_region: str, now: dt.datetime) -> Decision:
+def decide(
+    event: Event, mapping: Mapping, *, default_region: str, now: dt.datetime, strict_numbers: bool = False
+) -> Decision:
     """What `mapping` does with `event` at `now`."""
     try:
-        result = render(event, mapping, default_region=default_region, now=now)
+        result = render(event, mapping, default_region=default_region, now=now, strict_numbers=strict_numbers)
     except RenderError as error:
         return Fail(error)
     except Exception as exc:  # noqa: BLE001  a render bug must dead-letter one message, not stop the partition
@@ -65,9 +67,14 @@ def decide(event: Event, mapping: Mapping, *, default_region: str, now: dt.datet
     return result if isinstance(result, Skip) else Send(result)
 
 
-def handle(index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime) -> list[Decision]:
+def handle(
+    index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime, strict_numbers: bool = False
+) -> list[Decision]:
     """A decision for every mapping that fires for `event`; `[NO_MAPPING]` when none does."""
     mappings = index.match(event)
     if not mappings:
         return [NO_MAPPING]
-    return [decide(event, m, default_region=default_region, now=now) for m in mappings]
+    return [
+        decide(event, m, default_region=default_region, now=now, strict_numbers=strict_numbers)
+        for m in mappings
+    ]

@@ -23,7 +23,7 @@ from consumer.events.recipients import (
     address_candidates,
     consent_of,
     find_recipient,
-    normalize_phone,
+    normalize_address,
 )
 from consumer.logs import mask_phone
 from consumer.mappings.fields import TAG_TEXT
@@ -41,7 +41,7 @@ _ADDRESS_PREFIX = {Channel.SMS: "", Channel.MMS: "", Channel.WHATSAPP: "whatsapp
                    Channel.MESSENGER: "messenger:"}  # fmt: skip
 
 
-def _find(event: Event, mapping: Mapping, region: str, now: dt.datetime) -> Recipient | Skip:
+def _find(event: Event, mapping: Mapping, region: str, now: dt.datetime, strict: bool) -> Recipient | Skip:
     spec, channel = mapping.recipient, mapping.channel
     if spec.template is not None:
         raw = render_field(
@@ -50,19 +50,16 @@ def _find(event: Event, mapping: Mapping, region: str, now: dt.datetime) -> Reci
         if not raw:
             return Skip(mapping.id, "no_recipient", "the recipient template rendered empty")
         if channel in PHONE_CHANNELS:
-            address = normalize_phone(raw, region)
+            address = normalize_address(raw, channel, region, strict=strict)
             if address is None:
-                return Skip(
-                    mapping.id,
-                    "invalid_number",
-                    f"recipient.template gave an invalid number {mask_phone(raw)}",
-                )
+                detail = f"recipient.template gave an invalid number {mask_phone(raw)}"
+                return Skip(mapping.id, "invalid_number", detail)
         else:
             address = raw.removeprefix("messenger:")
-        consent = consent_of(event, channel, address, default_region=region)
+        consent = consent_of(event, channel, address, default_region=region, strict=strict)
         return Recipient(address=address, channel=channel, consent=consent, source="template")
     sources = (spec.path,) if spec.path is not None else spec.sources
-    found = find_recipient(event, channel, default_region=region, sources=sources)
+    found = find_recipient(event, channel, default_region=region, sources=sources, strict=strict)
     if found is not None:
         return found
     for source, raw in address_candidates(event, channel, sources=sources):
@@ -149,13 +146,15 @@ def _tags(plan: _Plan, mapping: Mapping, scope: dict[str, object]) -> list[tuple
 
 
 def render(
-    event: Event, mapping: Mapping, *, default_region: str, now: dt.datetime
+    event: Event, mapping: Mapping, *, default_region: str, now: dt.datetime, strict_numbers: bool = False
 ) -> OutboundMessage | Skip:
-    """The Twilio request `mapping` makes of `event`, a Skip, or RenderError for a broken result."""
+    """The Twilio request `mapping` makes of `event`, a Skip, or RenderError for a broken result.
+
+    `strict_numbers`: accept only numbers phonenumbers knows as valid, not merely possible ones."""
     if not mapping.enabled:
         return Skip(mapping.id, "disabled", "the mapping is disabled")
     region = mapping.recipient.default_region or default_region
-    found = _find(event, mapping, region, now)
+    found = _find(event, mapping, region, now, strict_numbers)
     if isinstance(found, Skip):
         return found
     recipient = found

@@ -10,6 +10,7 @@ Pure: the error, the attempt number and a random draw in, a decision out. The se
   (the send path counts it as ambiguous). Without an answer (a read timeout after the request was
   written): dead-lettered `ambiguous`, never repeated blindly, since Twilio may have sent it.
 - CONFIGURATION (credentials, region, sender): halt all sending until a credential check passes.
+- 21211 (invalid To): skipped as `invalid_number`, the same outcome as a number render rejects.
 - PERMANENT and RECIPIENT: dead-lettered with the Twilio code as the reason.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from consumer.errors import ErrorClass, TwilioError
 from consumer.settings import ServiceSettings
+from consumer.twilio.classify import INVALID_NUMBER_CODES
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,14 @@ class Halt:
     reason: str
 
 
-Decision = Retry | DeadLetter | Halt
+@dataclass(frozen=True)
+class Skipped:
+    """Nothing is wrong with the message, only with its recipient: skip it with `reason`."""
+
+    reason: str
+
+
+Decision = Retry | DeadLetter | Halt | Skipped
 
 
 def compute_backoff(
@@ -92,6 +101,8 @@ def decide(error: TwilioError, attempt: int, policy: RetryPolicy, rand: float) -
     reason = reason_of(error)
     if cls is ErrorClass.CONFIGURATION:
         return Halt(reason)
+    if error.code in INVALID_NUMBER_CODES:
+        return Skipped("invalid_number")
     answered_5xx = cls is ErrorClass.MAY_HAVE_SENT and error.status is not None
     if cls is not ErrorClass.RETRYABLE and not answered_5xx:
         return DeadLetter(reason)

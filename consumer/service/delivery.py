@@ -172,6 +172,9 @@ class Delivery:
                     self._release(key)
                     self.outcomes.dead_letter(record, error, decision.reason, message.mapping_id, attempt + 1)
                     return
+                elif isinstance(decision, retry.Skipped):
+                    self._skip(record, message.mapping_id, key, decision.reason)
+                    return
                 # Halt: wait for the credential check, then try the same request again.
                 continue
             self._sent(record, message, result, key)

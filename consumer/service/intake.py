@@ -38,6 +38,7 @@ class Intake:
         outcomes: Outcomes,
         dispatcher: Dispatcher,
         default_region: str,
+        strict_numbers: bool,
         clock: Callable[[], float],
     ) -> None:
         self.decoder = decoder
@@ -45,6 +46,7 @@ class Intake:
         self.outcomes = outcomes
         self.dispatcher = dispatcher
         self.default_region = default_region
+        self.strict_numbers = strict_numbers
         self.clock = clock
 
     def accept(self, record: RecordState) -> None:
@@ -70,7 +72,9 @@ class Intake:
             return
         record.message_id = event.message_id
         now = datetime.fromtimestamp(self.clock(), UTC)
-        decisions = handle(self.index, event, default_region=self.default_region, now=now)
+        decisions = handle(
+            self.index, event, default_region=self.default_region, now=now, strict_numbers=self.strict_numbers
+        )
         record.expect(len(decisions))
         for decision in decisions:
             if isinstance(decision, Send):

@@ -22,6 +22,10 @@ R, M, P, S, C = (
 #: Codes that mean "slow down": too many requests, a full sender queue, a channel rate limit.
 THROTTLE_CODES = frozenset({20429, 21611, 30001, 63018})
 
+#: Codes that say the recipient's number is not one (the message is skipped as `invalid_number`, as
+#: when render finds no number: with CONSUMER_PHONE_VALIDATION=possible, Twilio is the judge).
+INVALID_NUMBER_CODES = frozenset({21211})
+
 #: Twilio error code -> treatment. The first block is the reference table, code for code.
 CODE_CLASSES: Mapping[int, ErrorClass] = MappingProxyType(
     {

@@ -77,3 +77,19 @@ def test_a_settings_file_fills_in_what_the_environment_does_not(tmp_path: Path) 
     assert s.service.max_in_flight == 64
     with pytest.raises(SettingsError, match="cannot read settings file"):
         load_settings(tmp_path / "missing.env", environ={})
+
+
+def test_phone_validation_is_possible_by_default_and_strict_on_request() -> None:
+    assert load_settings(environ={}).service.phone_validation == "possible"
+    assert load_settings(environ={"CONSUMER_PHONE_VALIDATION": "strict"}).service.phone_validation == "strict"
+    with pytest.raises(SettingsError, match="CONSUMER_PHONE_VALIDATION"):
+        load_settings(environ={"CONSUMER_PHONE_VALIDATION": "lenient"})
+
+
+def test_the_kafka_commands_read_only_the_kafka_settings() -> None:
+    from consumer.settings import load_kafka_settings
+
+    kafka = load_kafka_settings({"KAFKA_BOOTSTRAP_SERVERS": "k:9", "TWILIO_ACCOUNT_SID": "not checked here"})
+    assert kafka.bootstrap_servers == "k:9"
+    with pytest.raises(SettingsError, match="KAFKA_AUTO_OFFSET_RESET"):
+        load_kafka_settings({"KAFKA_AUTO_OFFSET_RESET": "middle"})

@@ -37,7 +37,7 @@ def test_every_example_event_previews_to_a_request_valid_against_twilios_spec(
     sends = 0
     for event in events_of(events):
         for outcome in preview_event(index, event, default_region="US", now=now):
-            assert outcome.action != "error", outcome
+            assert outcome.action != "dead_letter", outcome
             if outcome.message is not None:
                 assert_valid_message_request(outcome.message.params)
                 sends += 1
@@ -188,3 +188,61 @@ def test_preview_with_invalid_mappings_exits_1(tmp_path: Path, capsys: pytest.Ca
     bad.write_text("mappings:\n  - id: a\n", encoding="utf-8")
     assert preview_main(["--mappings", str(bad), "--events", "-", "--now", NOW]) == 1
     assert "mapping 'a': trigger: Field required" in capsys.readouterr().err
+
+
+QUIET_DROP = """
+version: 1
+mappings:
+  - id: promo
+    trigger: {event: Promo}
+    channel: sms
+    recipient: {sources: [properties.phone]}
+    sender: {messaging_service: MG55555555555555555555555555555555}
+    content: {body: "20% off today"}
+    policies:
+      consent: allow_unknown
+      quiet_hours: {start: "21:00", end: "09:00", action: drop, default_timezone: Europe/Paris}
+"""
+
+
+@pytest.mark.parametrize(
+    ("now", "action", "reason"),
+    [("2026-12-02T03:30:00Z", "skip", "quiet_hours"), ("2026-12-02T12:00:00Z", "send", "")],
+)
+def test_preview_at_a_time_shows_what_the_quiet_hours_gate_does_then(
+    tmp_path: Path, now: str, action: str, reason: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(QUIET_DROP, encoding="utf-8")
+    event = Event.from_segment({"type": "track", "event": "Promo", "messageId": "x", "userId": "u",
+                                "properties": {"phone": "+33612345678"}})  # fmt: skip
+    [outcome] = preview_event(
+        MatchIndex(load_mappings(path)), event, default_region="US", now=dt.datetime.fromisoformat(now)
+    )
+    assert (outcome.action, outcome.reason) == (action, reason)
+    if action == "skip":
+        assert "until 2026-12-02T08:00:00Z" in outcome.detail
+    else:
+        assert any(
+            check.startswith("quiet hours 21:00-09:00 Europe/Paris: outside") for check in outcome.checks
+        )
+
+
+def test_preview_shows_a_hold_by_twilio_with_the_sendat_the_service_adds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(QUIET_DROP.replace("action: drop", "action: hold"), encoding="utf-8")
+    events = tmp_path / "e.jsonl"
+    events.write_text(json.dumps({"type": "track", "event": "Promo", "messageId": "x", "userId": "u",
+                                  "properties": {"phone": "+33612345678"}}) + "\n")  # fmt: skip
+    assert (
+        preview_main(["--mappings", str(path), "--events", str(events), "--now", "2026-12-02T03:30:00Z"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "            SendAt=2026-12-02T08:00:00Z\n            ScheduleType=fixed\n" in out
+    assert (
+        "check: quiet hours 21:00-09:00 Europe/Paris: held by Twilio (SendAt) until 2026-12-02T08:00:00Z"
+        in out
+    )
+    assert "check: dedup: skipped if" in out

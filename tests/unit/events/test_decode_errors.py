@@ -154,3 +154,16 @@ def test_external_ids_that_are_not_a_list_are_dropped_not_a_crash(external_ids: 
     data = {"type": "track", "messageId": "m", "userId": "u", "external_ids": external_ids}
     event = Decoder(schemas_dir=SCHEMAS_DIR).decode(json.dumps(data).encode())
     assert event.external_ids == ()
+
+
+def test_a_lone_escaped_surrogate_in_json_is_a_decode_error_not_a_later_send_failure() -> None:
+    value = b'{"type": "track", "messageId": "m", "userId": "u", "properties": {"name": "Jo\\ud800"}}'
+    error = _decode(value)
+    assert error.reason == "invalid_json"
+    assert "surrogate" in error.message
+
+
+def test_an_escaped_surrogate_pair_is_an_ordinary_character() -> None:
+    value = b'{"type": "track", "messageId": "m", "userId": "u", "properties": {"name": "\\ud83d\\ude00"}}'
+    event = Decoder(schemas_dir=SCHEMAS_DIR).decode(value)
+    assert event.properties["name"] == "\N{GRINNING FACE}"

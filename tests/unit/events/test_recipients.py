@@ -197,3 +197,28 @@ def test_overlong_phone_values_are_rejected_without_being_cached() -> None:
     before = recipients._normalize_phone.cache_info().currsize
     assert normalize_phone("+1415555012" + "3" * 100_000) is None
     assert recipients._normalize_phone.cache_info().currsize == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "possible", "strict"),
+    [
+        ("+447700900123", "+447700900123", None),  # Ofcom's drama range: possible, not valid
+        ("+1234567890", None, None),  # too short for +1: not even possible
+        ("+19995550123", "+19995550123", None),  # area code 999 is unassigned, but the length is right
+        ("+14155550123", "+14155550123", "+14155550123"),
+    ],
+)
+def test_possible_numbers_are_kept_for_twilio_to_judge_and_strict_keeps_only_valid_ones(
+    raw: str, possible: str | None, strict: str | None
+) -> None:
+    assert normalize_phone(raw, "US") == possible
+    assert normalize_phone(raw, "US", strict=True) == strict
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [(Channel.SMS, "89757"), (Channel.MMS, "89757"), (Channel.WHATSAPP, None), (Channel.RCS, None)],
+)
+def test_short_codes_are_recipients_on_sms_and_mms_only(channel: Channel, expected: str | None) -> None:
+    found = find_recipient(_event(properties={"phone": "89757"}), channel)
+    assert (found.address if found else None) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.errors import ErrorClass, TwilioError
-from consumer.pipeline.retry import DeadLetter, Halt, Retry, RetryPolicy, compute_backoff, decide
+from consumer.pipeline.retry import DeadLetter, Halt, Retry, RetryPolicy, Skipped, compute_backoff, decide
 from consumer.settings import ServiceSettings
 
 POLICY = RetryPolicy(max_retries=3, base_s=1.0, cap_s=100.0)
@@ -62,7 +62,8 @@ R, M, P, S, C = (ErrorClass.RETRYABLE, ErrorClass.MAY_HAVE_SENT, ErrorClass.PERM
         (error(M, None, 503), 1, Retry(1.0, "http_503")),  # Twilio 5xx: retried, as Twilio advises
         (error(M, None, 503), 3, DeadLetter("retries_exhausted")),
         (error(M, None, None), 0, DeadLetter("ambiguous")),  # read timeout: never repeated blindly
-        (error(P, 21211), 0, DeadLetter("twilio_21211")),
+        (error(P, 21211), 0, Skipped("invalid_number")),  # Twilio judged the number: as render would
+        (error(P, 21617), 0, DeadLetter("twilio_21617")),
         (error(S, 21610), 0, DeadLetter("twilio_21610")),
         (error(C, 20003, 401), 0, Halt("twilio_20003")),
         (error(C, 20003, 401), 99, Halt("twilio_20003")),  # a halt is never a spent budget

@@ -269,7 +269,7 @@ async def test_a_sent_message_finishes_even_when_the_ledger_write_is_refused_by_
 
 async def test_a_failed_dead_letter_report_served_off_the_loop_is_retried_on_the_loop_not_raised() -> None:
     # The final producer flush serves delivery reports on the poll thread, where no loop runs.
-    h = Harness(FakeSender(twilio_error(ErrorClass.PERMANENT, 21211)))
+    h = Harness(FakeSender(twilio_error(ErrorClass.PERMANENT, 21617)))
     reports: list[Callable[[Any, Any], None]] = []
     healthy = h.producer.produce
 
@@ -285,7 +285,7 @@ async def test_a_failed_dead_letter_report_served_off_the_loop_is_retried_on_the
     await asyncio.to_thread(report, RdKafkaError(RdKafkaError._MSG_TIMED_OUT), None)
     h.producer.produce = healthy  # type: ignore[method-assign]
     await asyncio.wait_for(until(lambda: h.producer.poll(0) >= 0 and finished.is_set()), timeout=10)
-    assert record.outcomes == [("m1", "dead_lettered", "twilio_21211")], "written again, then finished"
+    assert record.outcomes == [("m1", "dead_lettered", "twilio_21617")], "written again, then finished"
 
 
 async def test_a_twilio_5xx_is_counted_as_ambiguous_and_retried_then_sent() -> None:
@@ -313,3 +313,11 @@ async def test_messages_to_one_recipient_wait_for_each_other_and_others_do_not()
     release.set()
     await h.settle()
     assert [dict(r)["Body"] for r in sender.requests] == ["1", "3", "2"]
+
+
+async def test_a_number_twilio_calls_invalid_is_skipped_as_invalid_number_not_dead_lettered() -> None:
+    h = Harness(FakeSender(twilio_error(ErrorClass.PERMANENT, 21211)))
+    [record] = await h.send(message("+447700900123", dedup_key="k"))
+    assert record.outcomes == [("m1", "skipped", "invalid_number")]
+    assert h.dead_letters() == []
+    assert h.state.ledger.claim(ledger_key("m1", "k", "+447700900123"), 0, now=0), "nothing sent: claim freed"

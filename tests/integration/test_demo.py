@@ -1,0 +1,29 @@
+"""`kafka-twilio demo` as a user runs it: warnings as sentences, the summary last."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_demo_ends_with_its_summary_and_speaks_in_sentences(kafka_bootstrap: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "CONSUMER_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "consumer", "demo"], env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout.rstrip().splitlines()
+    assert out[-1].startswith("Metrics were served at"), out[-12:]
+    assert any(line.startswith("Summary: 14 of 14 records finished") for line in out)
+    warnings = [line for line in done.stderr.splitlines() if line.strip()]
+    assert warnings, "the dead-lettered record is reported"
+    assert all(line.startswith(("warning: ", "error: ")) for line in warnings), warnings
+    assert any("dead-lettering record: writer schema fingerprint" in line for line in warnings)
