@@ -14,7 +14,11 @@ Then memory: the service's peak RSS (VmHWM) after running a bounded time against
 records, side by side with a 100k backlog: with back-pressure (CONSUMER_MAX_BUFFERED) and librdkafka's
 queued.max.messages.kbytes the peak must not grow with the backlog.
 
-    .venv/bin/python bench/bench_e2e.py [--quick] [--latencies 0,50,200] [--messages N]
+    .venv/bin/python bench/bench_e2e.py [--quick] [--latencies 0,50,200] [--messages N] [--compare-with DIR]
+
+`--compare-with DIR` (or BENCH_COMPARE_WITH=DIR make bench) also runs the service of another checkout
+(an earlier commit: `git worktree add DIR REV`) against the same simulator right after this one, and
+reports this one's throughput as a ratio of it.
 
 Kafka: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092. Topics are created per run and deleted afterwards.
 Writes bench/results/bench_e2e.json.
@@ -29,6 +33,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -212,6 +217,7 @@ class Simulator:
         cmd = [sys.executable, "-m", "consumer.cli", "simulator", "--port", str(port),
                "--latency-ms", str(latency_ms), "--validation", "schema", "--uvloop"]  # fmt: skip
         self.base = f"http://127.0.0.1:{port}"
+        self.latency_ms = latency_ms
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         if not self.proc.stdout.readline():
@@ -284,12 +290,16 @@ def service_env(sim: Simulator, topic: str, run: str, mappings: Path, in_flight:
 class ServiceProcess:
     """`python -m consumer.cli run` in its own process, sampled for CPU and memory while it runs."""
 
-    def __init__(self, env: dict[str, str], log: Path, exit_when_idle_s: float | None) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, exit_when_idle_s: float | None, root: Path = ROOT
+    ) -> None:
         cmd = [sys.executable, "-m", "consumer.cli", "run"]
         if exit_when_idle_s is not None:
             cmd += ["--exit-when-idle", str(exit_when_idle_s)]
         self.log = log.open("wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        # Another checkout (--compare-with) runs its own `consumer` package with this venv's libraries.
+        env = {**env, "PYTHONPATH": str(root)} if root != ROOT else env
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self.log, stderr=self.log)
         self.cpu_s = 0.0
         self.mem: dict[str, int] = {}
         self.rss_samples: list[int] = []
@@ -352,8 +362,77 @@ async def raw_http(base: str, forms: list[bytes], in_flight: int) -> dict[str, f
 # -- runs ---------------------------------------------------------------------------------------------
 
 
+def run_service(
+    sim: Simulator,
+    admin: AdminClient,
+    events: Events,
+    count: int,
+    in_flight: int,
+    mappings: Path,
+    log: Path,
+    root: Path = ROOT,
+) -> dict[str, Any]:
+    """The service of the checkout at `root`, as its own process, on a fresh topic of `count` events."""
+    run = uuid.uuid4().hex[:6]
+    topic = f"bench-e2e-{run}"
+    try:
+        create_topics(admin, topic)
+        produce(events, topic, count)
+        sim.reset()
+        sim_cpu = cpu_seconds(sim.proc.pid)
+        env = service_env(sim, topic, run, mappings, in_flight)
+        service = ServiceProcess(env, log, exit_when_idle_s=2.0, root=root)
+        code = service.wait(timeout_s=60 + count / 200)
+        e2e: dict[str, Any] = {"exit_code": code, **sim.accepted_rate()}
+        e2e["simulator_cpu_us_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim_cpu) / count * 1e6, 1)
+        e2e["service_cpu_us_per_msg"] = round(service.cpu_s / count * 1e6, 1)  # includes start-up
+        e2e["service_peak_rss_mb"] = round(service.mem.get("VmHWM", 0) / 1024, 1)
+        if e2e["accepted"] != count:
+            print(f"  WARNING: {e2e['accepted']} of {count} accepted; see {service.log.name}")
+        return e2e
+    finally:
+        delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
+
+
+def compare(
+    sim: Simulator, admin: AdminClient, events: Events, count: int, in_flight: int, mappings: Path,
+    log_dir: Path, other_root: Path, rounds: int, first: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """This checkout's service and `other_root`'s, alternating for `rounds` rounds on one simulator;
+    the median of the per-round ratios (the machine is noisy: a ratio within a round moves less)."""
+    ours, theirs = [first], []
+    for n in range(rounds):
+        if n:
+            log = log_dir / f"service-{sim.latency_ms:g}ms-r{n}.log"
+            ours.append(run_service(sim, admin, events, count, in_flight, mappings, log))
+        log = log_dir / f"service-{sim.latency_ms:g}ms-compared-r{n}.log"
+        theirs.append(run_service(sim, admin, events, count, in_flight, mappings, log, root=other_root))
+        a, b = ours[-1], theirs[-1]
+        print(f"    round {n + 1}: this {a['msgs_per_s']:.0f}/s {a['service_cpu_us_per_msg']:.0f} us/msg, "
+              f"compared {b['msgs_per_s']:.0f}/s {b['service_cpu_us_per_msg']:.0f} us/msg")  # fmt: skip
+    rate = [a["msgs_per_s"] / b["msgs_per_s"] for a, b in zip(ours, theirs, strict=True)]
+    cpu = [
+        a["service_cpu_us_per_msg"] / b["service_cpu_us_per_msg"] for a, b in zip(ours, theirs, strict=True)
+    ]
+    return {
+        "compared": {"root": str(other_root), "msgs_per_s": [round(b["msgs_per_s"]) for b in theirs],
+                     "cpu_us_per_msg": [b["service_cpu_us_per_msg"] for b in theirs]},
+        "this": {"msgs_per_s": [round(a["msgs_per_s"]) for a in ours],
+                 "cpu_us_per_msg": [a["service_cpu_us_per_msg"] for a in ours]},
+        "vs_compared": round(statistics.median(rate), 3),
+        "cpu_vs_compared": round(statistics.median(cpu), 3),
+    }  # fmt: skip
+
+
 def run_latency(
-    latency_ms: float, count: int, in_flight: int, admin: AdminClient, mappings: Path, log_dir: Path
+    latency_ms: float,
+    count: int,
+    in_flight: int,
+    admin: AdminClient,
+    mappings: Path,
+    log_dir: Path,
+    compare_with: Path | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     from urllib.parse import urlencode
 
@@ -361,12 +440,9 @@ def run_latency(
 
     run = uuid.uuid4().hex[:6]
     events = Events(run)
-    topic = f"bench-e2e-{run}"
     sim = Simulator(18_200 + int(latency_ms), latency_ms)
     row: dict[str, Any] = {"latency_ms": latency_ms, "messages": count, "in_flight": in_flight}
     try:
-        create_topics(admin, topic)
-        produce(events, topic, count)
         # Raw ceiling first, on the same simulator: the same form, each to a unique recipient.
         base_form = rendered_form(events)
         forms = [
@@ -377,22 +453,16 @@ def run_latency(
         raw = uvloop.run(raw_http(sim.base, forms, in_flight))
         raw.update(sim.accepted_rate())
         raw["simulator_cpu_us_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim_cpu) / count * 1e6, 1)
-        sim.reset()
-        # Then the service, as its own process.
-        sim_cpu = cpu_seconds(sim.proc.pid)
-        env = service_env(sim, topic, run, mappings, in_flight)
-        service = ServiceProcess(env, log_dir / f"service-{int(latency_ms)}ms.log", exit_when_idle_s=2.0)
-        code = service.wait(timeout_s=60 + count / 200)
-        e2e: dict[str, Any] = {"exit_code": code, **sim.accepted_rate()}
-        e2e["simulator_cpu_us_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim_cpu) / count * 1e6, 1)
-        e2e["service_cpu_us_per_msg"] = round(service.cpu_s / count * 1e6, 1)  # includes start-up
-        e2e["service_peak_rss_mb"] = round(service.mem.get("VmHWM", 0) / 1024, 1)
-        if e2e["accepted"] != count:
-            print(f"  WARNING: {e2e['accepted']} of {count} accepted; see {service.log.name}")
+        # Then the service, as its own process (and the other checkout's, in the same run).
+        log = log_dir / f"service-{int(latency_ms)}ms.log"
+        e2e = run_service(sim, admin, events, count, in_flight, mappings, log)
         row.update(raw=raw, e2e=e2e, ratio=round(e2e["msgs_per_s"] / raw["msgs_per_s"], 3))
+        if compare_with is not None:
+            row.update(
+                compare(sim, admin, events, count, in_flight, mappings, log_dir, compare_with, rounds, e2e)
+            )
     finally:
         sim.stop()
-        delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
     return row
 
 
@@ -436,6 +506,16 @@ def main() -> int:
     parser.add_argument("--backlogs", help="backlogs (default 100000,1000000; quick 20000,100000)")
     parser.add_argument("--rss-seconds", type=float, help="memory runs' duration (default 45; quick 15)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=os.environ.get("BENCH_COMPARE_WITH") or None,
+        help="another checkout (an earlier commit) whose service runs in the same run ($BENCH_COMPARE_WITH)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "1")),
+        help="with --compare-with: rounds per latency, alternating the two services ($BENCH_ROUNDS)",
+    )  # fmt: skip
     args = parser.parse_args()
     count = args.messages or (3_000 if args.quick else 20_000)
     default_backlogs = "20000,100000" if args.quick else "100000,1000000"
@@ -454,9 +534,16 @@ def main() -> int:
         rows = []
         for latency in latencies:
             print(f"latency {latency:g} ms: {count} events, {args.in_flight} in flight ...", flush=True)
-            row = run_latency(latency, count, args.in_flight, admin, mappings, log_dir)
+            row = run_latency(
+                latency, count, args.in_flight, admin, mappings, log_dir, args.compare_with, args.rounds
+            )
+            compared = (
+                f"  vs compared {row['vs_compared']:.2f}, CPU {row['cpu_vs_compared']:.2f} (medians)"
+                if "compared" in row
+                else ""
+            )
             print(f"  raw {row['raw']['msgs_per_s']:.0f}/s  e2e {row['e2e']['msgs_per_s']:.0f}/s  "
-                  f"ratio {row['ratio']:.2f}", flush=True)  # fmt: skip
+                  f"ratio {row['ratio']:.2f}{compared}", flush=True)  # fmt: skip
             rows.append(row)
         memory = []
         if not args.skip_memory:
