@@ -63,5 +63,3 @@ def test_the_replay_filter_matches_reason_stage_and_a_half_open_time_window(
 def test_a_replay_into_the_dead_letter_topic_itself_is_refused() -> None:
     with pytest.raises(SettingsError, match="would loop"):
         replay(bootstrap_servers="127.0.0.1:1", dead_letter_topic="dlq", to_topic="dlq")
-
-
