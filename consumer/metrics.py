@@ -76,6 +76,15 @@ class Metrics:
         self.may_have_sent = self._counter(
             "ambiguous_sends", "Sends that failed after the request was written (Twilio may have sent them)."
         )
+        self.reconciled = self._counter(
+            "reconciled",
+            "In-doubt sends settled by asking Twilio's message list: found (already sent), not_found (sent "
+            "now), unresolved (Twilio could not be asked; dead-lettered as ambiguous).",
+            ["result"],
+        )
+        self.twilio_available = self._gauge(
+            "twilio_available", "0 while Twilio fails for every request (sending waits), else 1."
+        )
 
     def _kafka(self) -> None:
         self.consumer_lag = self._gauge(
@@ -98,6 +107,15 @@ class Metrics:
             "From Twilio's 201 to Kafka acknowledging the ledger entry: the only window in which a crash "
             "can cause a duplicate send.",
             LEDGER_BUCKETS,
+        )
+        self.intent_write_seconds = self._histogram(
+            "intent_write_seconds",
+            "From writing a send's intent to Kafka acknowledging it: what exactly-once adds to each send.",
+            LEDGER_BUCKETS,
+        )
+        self.intents_in_doubt = self._gauge(
+            "intents_in_doubt",
+            "Intents without an outcome (from a crash or an unanswered request) not yet settled.",
         )
         self.ledger_entries = self._gauge(
             "ledger_entries", "Sends remembered for de-duplication (this replica's partitions)."

@@ -115,6 +115,14 @@ class KafkaSettings(BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a new consumer group starts."
     )
+    group_instance_id: str = Field(
+        default="",
+        description="Static group membership: a replica restarting with the same id gets its partitions back "
+        "at once instead of after the session timeout. Unique per replica (the pod name).",
+    )
+    session_timeout_ms: int = Field(
+        default=30_000, ge=6_000, le=300_000, description="How long a silent member keeps its partitions."
+    )
     client: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka settings.")
 
     @field_validator("topics", mode="before")
@@ -155,6 +163,9 @@ class ServiceSettings(BaseModel):
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_cap_s: float = Field(default=60.0, gt=0)
     drain_grace_s: float = Field(default=25.0, gt=0, description="SIGTERM/rebalance drain time limit.")
+    reconcile_delay_s: float = Field(
+        default=2.0, ge=0, description="Wait after an unanswered send before asking Twilio's list for it."
+    )
     commit_interval_s: float = Field(default=1.0, gt=0)
     lag_interval_s: float = Field(
         default=5.0, gt=0, description="How often lag is measured and an unreachable broker is asked again."

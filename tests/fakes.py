@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
@@ -121,6 +123,7 @@ class FakeProducer:
         self.config = config or {}
         self.queue: list[tuple[str, int, bytes | None, bytes | None, Any, Callable[..., None] | None]] = []
         self.refuse: Callable[[str, bytes | None], Exception | None] = lambda topic, value: None
+        self.held: set[str] = set()  # topics whose records the broker does not acknowledge yet
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int = 0,
                 headers: Any = None, on_delivery: Callable[..., None] | None = None) -> None:  # fmt: skip
@@ -130,7 +133,8 @@ class FakeProducer:
         self.queue.append((topic, partition, key, value, headers, on_delivery))
 
     def poll(self, timeout: float = 0) -> int:
-        served, self.queue = self.queue, []
+        served = [r for r in self.queue if r[0] not in self.held]
+        self.queue = [r for r in self.queue if r[0] in self.held]
         for topic, partition, key, value, headers, on_delivery in served:
             self.cluster.create(topic)
             self.cluster.append(topic, partition, value, key, headers)
@@ -255,6 +259,13 @@ class FakeConsumer:
         self.commits.append(stored)
         return results
 
+    def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
+        stored = self.cluster.committed
+        return [
+            TopicPartition(tp.topic, tp.partition, stored.get((self.group, tp.topic, tp.partition), -1001))
+            for tp in partitions
+        ]
+
     def get_watermark_offsets(
         self, partition: TopicPartition, timeout: float = -1, cached: bool = False
     ) -> tuple[int, int]:
@@ -298,23 +309,67 @@ class FakeKafka:
 SENT = SendResult(sid="SM" + "0" * 32, status="queued", num_segments=1, error_code=None, latency_s=0.0)
 
 
-class FakeTwilio:
-    """Accepts every message (or answers from `script`); `hold` keeps sends waiting until set."""
+@dataclass(frozen=True)
+class Accepted:
+    """A scripted answer: Twilio creates the message, then the client sees `error` (a lost answer)."""
 
-    def __init__(self, *script: TwilioError | SendResult) -> None:
+    error: TwilioError
+
+
+class FakeTwilio:
+    """Creates every message (or answers from `script`) and lists them as Twilio would; `hold` keeps
+    sends waiting until set; `list_errors` are raised by the next list calls; `down` fails everything
+    with a 503 until cleared."""
+
+    def __init__(self, *script: TwilioError | SendResult | Accepted) -> None:
         self.script = list(script)
         self.requests: list[tuple[tuple[str, str], ...]] = []
+        self.created: list[dict[str, Any]] = []  # what Twilio has, as its Messages list shows it
         self.hold: Any = None  # an asyncio.Event that sends wait for, when set by the test
         self.credentials_error: TwilioError | None = None
+        self.list_errors: list[TwilioError] = []
+        self.lists = 0
+        self.down = False
+        self.clock: Any = time.time  # when Twilio creates a message (tests with a fixed clock set theirs)
 
     async def send(self, params: tuple[tuple[str, str], ...]) -> SendResult:
         self.requests.append(tuple(params))
         if self.hold is not None:
             await self.hold.wait()
+        if self.down:
+            raise TwilioError("outage", error_class=ErrorClass.MAY_HAVE_SENT, code=20503, status=503)
         answer = self.script.pop(0) if self.script else SENT
+        if isinstance(answer, Accepted):
+            self._create(params)
+            raise answer.error
         if isinstance(answer, TwilioError):
             raise answer
-        return answer
+        sid = self._create(params)
+        return SendResult(sid=sid, status=answer.status, num_segments=1, error_code=None, latency_s=0.0)
+
+    def _create(self, params: tuple[tuple[str, str], ...]) -> str:
+        first = dict(reversed(params))
+        sid = f"SM{len(self.created):032x}"
+        self.created.append({
+            "sid": sid, "to": first.get("To"), "from": first.get("From", "+15017122661"),
+            "messaging_service_sid": first.get("MessagingServiceSid"), "body": first.get("Body", ""),
+            "num_media": str(sum(1 for k, _ in params if k == "MediaUrl")), "status": "queued",
+            "date_created": format_datetime(datetime.fromtimestamp(self.clock(), UTC), usegmt=True),
+        })  # fmt: skip
+        return sid
+
+    async def list_messages(self, to: str, sender: str | None = None) -> list[dict[str, Any]]:
+        self.lists += 1
+        if self.down:
+            raise TwilioError("outage", error_class=ErrorClass.MAY_HAVE_SENT, code=20503, status=503)
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        return [
+            m for m in reversed(self.created) if m["to"] == to and (sender is None or m["from"] == sender)
+        ]
+
+    async def probe(self) -> bool:
+        return not self.down
 
     async def check_credentials(self) -> dict[str, Any]:
         if self.credentials_error is not None:

@@ -42,3 +42,23 @@ def commit(consumer: ConsumerLike, offsets: Offsets, metrics: Metrics) -> dict[t
             log.warning("%s", error.message)
     metrics.commits.labels("ok" if len(stored) == len(offsets) else "partial" if stored else "failed").inc()
     return stored
+
+
+def caught_up(consumer: ConsumerLike, topics: list[str]) -> bool:
+    """True when the group has committed every partition of `topics` to its end (on the Kafka thread)."""
+    try:
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None:
+                return False
+            tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+            for tp in consumer.committed(tps, timeout=10):
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                if high > low and tp.offset < high:
+                    return False
+    except KafkaException as exc:
+        log.warning(
+            "%s", kafka_error(exc, "could not tell whether the group caught up (will ask again)").message
+        )
+        return False
+    return True

@@ -6,9 +6,10 @@ Pure: the error, the attempt number and a random draw in, a decision out. The se
 - RETRYABLE (429/20429, queue full, no connection): the request was not processed; retry with
   full-jitter backoff that honours Retry-After, until `max_retries`, then dead-letter
   `retries_exhausted`.
-- MAY_HAVE_SENT with an HTTP answer (Twilio 5xx): retried the same way, as Twilio advises for 5xx
-  (the send path counts it as ambiguous). Without an answer (a read timeout after the request was
-  written): dead-lettered `ambiguous`, never repeated blindly, since Twilio may have sent it.
+- MAY_HAVE_SENT (a 5xx, a read timeout or a dropped connection after the request was written): the
+  send path first asks Twilio whether the message exists (`consumer.pipeline.reconcile`); only a
+  message Twilio does not have is decided here, as `not_sent(error)`: retried. Decided without that
+  answer, a 5xx is retried and a failure without an HTTP answer is dead-lettered `ambiguous`.
 - CONFIGURATION (credentials, region, sender): halt all sending until a credential check passes.
 - 21211 (invalid To): skipped as `invalid_number`, the same outcome as a number render rejects.
 - PERMANENT and RECIPIENT: dead-lettered with the Twilio code as the reason.
@@ -93,6 +94,12 @@ def reason_of(error: TwilioError) -> str:
     if error.status is None:
         return "ambiguous" if error.error_class is ErrorClass.MAY_HAVE_SENT else "connection"
     return f"http_{error.status}"
+
+
+def not_sent(error: TwilioError) -> TwilioError:
+    """`error` once Twilio's own list showed the message was not created: safe to send again."""
+    return TwilioError(error.message, error_class=ErrorClass.RETRYABLE, code=error.code, status=error.status,
+                       retry_after_s=error.retry_after_s)  # fmt: skip
 
 
 def decide(error: TwilioError, attempt: int, policy: RetryPolicy, rand: float) -> Decision:

@@ -29,6 +29,7 @@ from consumer.service.assignments import Assignments
 from consumer.service.backpressure import Backpressure
 from consumer.service.delivery import Delivery
 from consumer.service.dispatcher import Dispatcher
+from consumer.service.exchange import Exchange
 from consumer.service.intake import EventDecoder, Intake
 from consumer.service.outcomes import Outcomes
 from consumer.service.records import RecordState
@@ -42,7 +43,9 @@ class Twilio(Protocol):
     """What the service asks of Twilio (consumer.twilio.client.TwilioClient, or a stub)."""
 
     async def send(self, params: Params) -> SendResult: ...
+    async def list_messages(self, to: str, sender: str | None = None) -> list[dict[str, Any]]: ...
     async def check_credentials(self) -> dict[str, Any]: ...
+    async def probe(self) -> bool: ...
     async def list_content(self) -> list[dict[str, Any]]: ...
     async def aclose(self) -> None: ...
 
@@ -114,11 +117,14 @@ def wire(
     s = settings.service
     state = SentState(changelog, max_entries=s.ledger_max_entries, cap_horizon_s=cap_horizon(mappings))
     outcomes = Outcomes(metrics, DeadLetterWriter(producer, settings.kafka.dead_letter_topic), on_record_done)
-    delivery = Delivery(
-        sender=parts.client, metrics=metrics, state=state, outcomes=outcomes,
-        limits=SenderLimits(overrides=s.sender_rates, unit=s.rate_unit),
+    exchange = Exchange(
+        twilio=parts.client, metrics=metrics, state=state, outcomes=outcomes,
         adaptive=AdaptiveLimit(s.max_in_flight, minimum=min(4, s.max_in_flight)),
-        policy=RetryPolicy.from_settings(s), clock=parts.clock,
+        policy=RetryPolicy.from_settings(s), reconcile_delay_s=s.reconcile_delay_s, clock=parts.clock,
+    )  # fmt: skip
+    delivery = Delivery(
+        exchange=exchange, metrics=metrics, state=state, outcomes=outcomes,
+        limits=SenderLimits(overrides=s.sender_rates, unit=s.rate_unit),
     )  # fmt: skip
     dispatcher = Dispatcher(delivery.deliver, delivery.on_wire)
     intake = Intake(decoder=parts.decoder, index=index, outcomes=outcomes, dispatcher=dispatcher,

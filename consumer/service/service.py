@@ -21,7 +21,7 @@ from typing import Any
 from consumer import __version__
 from consumer.errors import KafkaError
 from consumer.kafka.clients import service_consumer_config, settle
-from consumer.kafka.commits import commit
+from consumer.kafka.commits import caught_up, commit
 from consumer.kafka.errors import ALL_BROKERS_DOWN, PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.thread import KafkaThread
@@ -109,6 +109,7 @@ class Service:
             "broker_reachable": self.health.broker_ok,
             "twilio_credentials": self.health.credentials_ok
             and (rt is None or not rt.delivery.halting.halted),
+            "twilio_available": rt is None or not rt.delivery.breaker.open,
         }
         ready = all(checks.values())
         self.metrics.ready.set(1 if ready else 0)
@@ -155,6 +156,7 @@ class Service:
         helpers = [
             asyncio.create_task(upkeep.pump_producer()),
             asyncio.create_task(upkeep.watch_credentials()),
+            asyncio.create_task(upkeep.probe_twilio()),
         ]
         try:
             await self._poll_loop(rt, upkeep)
@@ -206,9 +208,10 @@ class Service:
                 # would hold every send since the partition was assigned.
                 self.metrics.ledger_evictions.inc(rt.state.prune())
                 self.metrics.ledger_entries.set(len(rt.state.ledger))
+                self.metrics.intents_in_doubt.set(len(rt.state.ledger.restored_in_doubt))
                 last_prune = now
             if self.exit_when_idle_s is not None:
-                self._check_idle(rt, now, bool(messages))
+                await self._check_idle(rt, now, bool(messages))
 
     def _accept(self, rt: Runtime, message: Any) -> None:
         err = message.error()
@@ -246,7 +249,7 @@ class Service:
         pending = self.tracker.pending()
         self.metrics.buffered_records.set(pending)
         assigned = len(rt.assignments.assigned)
-        action = rt.backpressure.decide(pending, assigned)
+        action = rt.backpressure.decide(pending, assigned, hold=rt.delivery.breaker.open)
         consumer = rt.consumer
         assert consumer is not None
         if action == "pause":
@@ -255,7 +258,9 @@ class Service:
             await self.thread.call(lambda: consumer.resume(consumer.assignment()))
         self.metrics.paused_partitions.set(assigned if rt.backpressure.paused else 0)
 
-    def _check_idle(self, rt: Runtime, now: float, busy: bool) -> None:
+    async def _check_idle(self, rt: Runtime, now: float, busy: bool) -> None:
+        """Stop once idle for `exit_when_idle_s` and the group has committed every partition of the
+        topics to its end: not merely this replica's partitions (a dead member may hold others)."""
         idle = (
             not busy
             and rt.assignments.assigned
@@ -267,8 +272,12 @@ class Service:
         elif self._idle_since is None:
             self._idle_since = now
         elif now - self._idle_since >= (self.exit_when_idle_s or 0):
-            log.info("caught up and idle; stopping")
-            self.request_stop()
+            assert rt.consumer is not None
+            if await self.thread.call(caught_up, rt.consumer, self.settings.kafka.topics):
+                log.info("caught up on every partition and idle; stopping")
+                self.request_stop()
+            else:
+                self._idle_since = now  # another member still has work: look again later
 
     # -- upkeep -----------------------------------------------------------------------------------
 

@@ -20,6 +20,11 @@ from consumer.service.parts import Runtime, Twilio
 log = logging.getLogger(__name__)
 
 CREDENTIAL_RECHECK_S = 15.0
+# How often the probe looks at the breaker, and its backoff while Twilio is down: it resumes sending
+# within a few seconds of Twilio answering again, without hammering it while it does not.
+PROBE_CHECK_S = 0.25
+PROBE_FIRST_S = 0.5
+PROBE_MAX_S = 5.0
 
 
 class Upkeep:
@@ -76,6 +81,19 @@ class Upkeep:
                 await asyncio.sleep(0.005)
             else:
                 await asyncio.sleep(0)
+
+    async def probe_twilio(self) -> None:
+        """While the breaker is open, ask Twilio with backoff; its first answer closes the breaker."""
+        breaker = self.rt.delivery.breaker
+        while True:
+            await asyncio.sleep(PROBE_CHECK_S)
+            delay = PROBE_FIRST_S
+            while breaker.open:
+                if await self.client.probe():
+                    breaker.success()
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PROBE_MAX_S)
 
     async def watch_credentials(self) -> None:
         """While sending is halted by a configuration error, check the credentials again, and resume."""

@@ -98,6 +98,14 @@ class SimulatorConfig:
     error_rates: dict[int, float] = field(default_factory=dict)
     timeout_rate: float = 0.0  # probability to hold the request `hang_s` without answering
     disconnect_rate: float = 0.0  # probability to drop the connection after reading the request
+    #: Probability to accept (store) the message, then drop the connection before answering: the
+    #: classic in-doubt send, where Twilio has the message and the client cannot know it.
+    drop_after_accept_rate: float = 0.0
+    #: Probability to accept the message, then close mid-response (headers and half a body, as a crash).
+    truncate_rate: float = 0.0
+    #: "503": every Twilio route answers 503/20503; "refuse": the port refuses connections (set by
+    #: POST /_sim/outage, which also ends it); "" is normal service.
+    outage: Literal["", "503", "refuse"] = ""
     hang_s: float = 30.0
     max_concurrency: int = 0  # Messages create requests in flight; beyond -> 429/20429 (0 = unlimited)
     retry_after_s: float = 1.0  # Retry-After sent with 429
@@ -118,6 +126,8 @@ class SimulatorConfig:
     services: list[dict[str, Any]] = field(
         default_factory=lambda: [{"sid": DEFAULT_SERVICE_SID, "friendly_name": "Simulator service"}]
     )
+    #: The number a Messaging Service sends from: Twilio reports the pool number it picked as `from`.
+    service_number: str = "+15017122661"
     seed: int | None = None  # random seed for latency and error injection (reproducible runs)
 
     def replace(self, **changes: Any) -> SimulatorConfig:

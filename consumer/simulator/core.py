@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +49,8 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.state = SimulatorState(config)
         self.callbacks = Callbacks(lambda: self.config)
+        #: Stops (False) or resumes (True) listening on the port; set by whoever started the server.
+        self.listening: Callable[[bool], Awaitable[None]] | None = None
         self.form_validator: MessageFormValidator | None = None
         self.openapi_validator: OpenAPIRequestValidator | None = None
         self.spec_dir = find_spec_dir(config.spec_path)
@@ -97,6 +100,17 @@ class Simulator:
             spec_problems = self.form_validator.problems(params, account_sid)
         found += [rules.Problem(rules.INVALID_PARAMETER, "spec", p) for p in spec_problems]
         return sorted(found, key=lambda p: p.code == rules.INVALID_PARAMETER)
+
+    async def outage(self, mode: str, seconds: float | None) -> None:
+        """Begin an outage ("503", "refuse") or end it (""); with `seconds`, it ends by itself."""
+        self.apply(self.config.replace(outage=mode))
+        if mode == "refuse" and self.listening is not None:
+            await self.listening(False)
+        elif not mode and self.listening is not None:
+            await self.listening(True)
+        if mode and seconds:
+            loop = asyncio.get_running_loop()
+            loop.call_later(seconds, lambda: loop.create_task(self.outage("", None)))
 
     async def close(self) -> None:
         await self.callbacks.close()

@@ -64,6 +64,10 @@ class SimulatorHandle:
     def reset(self) -> None:
         self._call(self._simulator.state.reset)
 
+    def outage(self, mode: str, seconds: float | None = None) -> None:
+        """Start ("503", "refuse") or end ("") an outage, as POST /_sim/outage does."""
+        asyncio.run_coroutine_threadsafe(self._simulator.outage(mode, seconds), self._loop).result(timeout=10)
+
     def configure(self, **changes: Any) -> None:
         """Change settings while running, e.g. `configure(error_rates={20429: 1.0})` for a 429 storm."""
         self._call(lambda: self._simulator.apply(self._simulator.config.replace(**changes)))
@@ -86,8 +90,19 @@ async def start_server(config: SimulatorConfig, host: str, port: int) -> tuple[S
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
-    bound = runner.addresses[0]
-    return simulator, runner, f"http://{host}:{bound[1]}"
+    bound = int(runner.addresses[0][1])
+    sites = [site]
+
+    async def listening(on: bool) -> None:
+        # An outage that refuses connections closes the port; it opens again on the same number.
+        if on and not sites:
+            sites.append(web.TCPSite(runner, host, bound, backlog=1024, reuse_address=True))
+            await sites[0].start()
+        elif not on and sites:
+            await sites.pop().stop()
+
+    simulator.listening = listening
+    return simulator, runner, f"http://{host}:{bound}"
 
 
 @contextmanager

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
@@ -22,17 +24,20 @@ def message_resource(sim: Simulator, m: StoredMessage, now: float | None) -> dic
         initial = "scheduled"
     uri = f"{API}/{account}/Messages/{m.sid}.json"
     status = initial if now is None else m.status_at(now, initial)
+    # Twilio leaves date_sent empty while a message is queued, accepted or scheduled.
+    sent = date_sent(m, now)
     return {
         "account_sid": account,
         "api_version": "2010-04-01",
         "body": m.first("Body") or "",
         "date_created": m.date_created,
-        "date_sent": m.date_created if status not in ("queued", "accepted", "scheduled") else None,
+        "date_sent": format_datetime(sent, usegmt=True) if sent is not None else None,
         "date_updated": m.date_created,
         "direction": "outbound-api",
         "error_code": m.error_code if status == m.final_status else None,
         "error_message": None,
-        "from": m.first("From"),
+        # A Messaging Service reports the pool number it picked, not the service SID.
+        "from": m.first("From") or sim.config.service_number,
         "messaging_service_sid": m.first("MessagingServiceSid"),
         "num_media": str(sum(1 for k, _ in m.params if k == "MediaUrl")),
         "num_segments": str(m.num_segments),
@@ -96,8 +101,15 @@ def _refusal(request: web.Request, sim: Simulator, params: list[tuple[str, str]]
     return None if refusal is None else error_response(refusal.status, refusal.code, refusal.message)
 
 
+def date_sent(m: StoredMessage, now: float | None) -> datetime | None:
+    """When the message left its sender queue (wall clock), or None while it has not."""
+    if now is None or now < m.sent_at:
+        return None
+    return m.wall_at(m.sent_at)
+
+
 def _injected(sim: Simulator, failure: tuple[str, int], request: web.Request) -> web.Response | None:
-    """The answer for an injected error or disconnect; None for a timeout (handled after storing)."""
+    """The answer for an injected error or disconnect; None for the failures that accept first."""
     kind, code = failure
     if kind == "disconnect":
         if request.transport is not None:
@@ -127,12 +139,33 @@ async def _create(request: web.Request, sim: Simulator) -> web.StreamResponse:
     sent_at = state.enqueue(sender, behaviours.sender_kind(first), segments, now)
     if sent_at is None:
         return error_response(400, 21611, "This sender has exceeded the maximum number of queued messages.")
-    message = state.store(params, segments, sent_at)
+    message = state.store(params, segments, sent_at, now)
     if "StatusCallback" in first:
         sim.callbacks.schedule(message, first["StatusCallback"], now)
-    if failure is not None:  # a timeout: accepted, then silent, so the client cannot know it went out
+    answer = web.json_response(message_resource(sim, message, None), status=201)
+    if failure is None:
+        return answer
+    # Accepted, and then the client cannot know it: silence, a dropped connection, or half an answer.
+    kind, _ = failure
+    if kind == "timeout":
         await asyncio.sleep(sim.config.hang_s)
-    return web.json_response(message_resource(sim, message, None), status=201)
+        return answer
+    return await _break(request, answer, truncate=kind == "truncate")
+
+
+async def _break(request: web.Request, answer: web.Response, *, truncate: bool) -> web.StreamResponse:
+    """Drop the connection before the answer, or (truncate) after its headers and half its body."""
+    request.app[STATE].state.answers["201/truncated" if truncate else "201/dropped"] += 1
+    transport = request.transport
+    if truncate and transport is not None:
+        body = answer.body if isinstance(answer.body, bytes) else b"{}"
+        head = (
+            f"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        transport.write(head.encode() + body[: len(body) // 2])
+    if transport is not None:
+        transport.close()
+    return web.Response(status=500)  # never written: the connection is gone
 
 
 async def fetch_message(request: web.Request, sim: Simulator) -> web.Response:
@@ -143,13 +176,13 @@ async def fetch_message(request: web.Request, sim: Simulator) -> web.Response:
 
 
 async def list_messages(request: web.Request, sim: Simulator) -> web.Response:
+    """Messages with Twilio's filters (To, From, DateSent, DateSent<, DateSent>), newest first:
+    not yet sent first (no date_sent), then by date_sent, then by creation, all descending."""
     now = asyncio.get_running_loop().time()
-    to, sender = request.query.get("To"), request.query.get("From")
-    found = [
-        m
-        for m in reversed(sim.state.messages)  # Twilio lists newest first
-        if (to is None or m.first("To") == to) and (sender is None or m.first("From") == sender)
-    ]
+    q = request.query
+    found = [m for m in sim.state.messages if _listed(sim, m, q, now)]
+    found.sort(key=lambda m: (date_sent(m, now) is None, date_sent(m, now) or m.wall_created, m.wall_created),
+               reverse=True)  # fmt: skip
     page, size, items, meta = page_of(request, found)
     uri = f"{API}/{sim.config.account_sid}/Messages.json"
     return web.json_response(
@@ -161,7 +194,33 @@ async def list_messages(request: web.Request, sim: Simulator) -> web.Response:
             "end": page * size + max(len(items) - 1, 0),
             "uri": f"{uri}?PageSize={size}&Page={page}",
             "first_page_uri": f"{uri}?PageSize={size}&Page=0",
-            "next_page_uri": meta["next_page_url"] and f"{uri}?PageSize={size}&Page={page + 1}",
-            "previous_page_uri": meta["previous_page_url"] and f"{uri}?PageSize={size}&Page={page - 1}",
+            "next_page_uri": meta["next_page_url"] and f"{uri}?{_query(q, size, page + 1)}",
+            "previous_page_uri": meta["previous_page_url"] and f"{uri}?{_query(q, size, page - 1)}",
         }
     )
+
+
+def _listed(sim: Simulator, m: StoredMessage, query: Any, now: float) -> bool:
+    if "To" in query and m.first("To") != query["To"]:
+        return False
+    if "From" in query and (m.first("From") or sim.config.service_number) != query["From"]:
+        return False
+    sent = date_sent(m, now)
+    for key, test in (("DateSent", "=="), ("DateSent<", "<="), ("DateSent>", ">=")):
+        if key not in query:
+            continue
+        if sent is None:
+            return False
+        day, wanted = sent.date().isoformat(), query[key]
+        if (
+            (test == "==" and day != wanted)
+            or (test == "<=" and day > wanted)
+            or (test == ">=" and day < wanted)
+        ):
+            return False
+    return True
+
+
+def _query(query: Any, size: int, page: int) -> str:
+    kept = [(k, v) for k, v in query.items() if k in ("To", "From", "DateSent", "DateSent<", "DateSent>")]
+    return urlencode([*kept, ("PageSize", str(size)), ("Page", str(page))])

@@ -7,6 +7,7 @@ Serves Messages (create, fetch, list), Account fetch, Content (list, fetch), Mes
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
@@ -79,13 +80,42 @@ async def sim_config(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def sim_outage(request: web.Request) -> web.Response:
+    """Start or end an outage: {"mode": "503" | "refuse" | "", "seconds": N}. A refusing port cannot
+    be told to stop, so "refuse" needs `seconds`; "503" without them lasts until the next call."""
+    sim = request.app[STATE]
+    try:
+        data = await request.json()
+        mode, seconds = str(data.get("mode", "")), data.get("seconds")
+        if mode not in ("", "503", "refuse") or (mode == "refuse" and not seconds):
+            raise ValueError("mode must be '', '503' or 'refuse' (with seconds)")
+    except (ValueError, TypeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    await sim.outage(mode, float(seconds) if seconds else None)
+    return web.json_response({"ok": True, "mode": mode})
+
+
+@web.middleware
+async def outages(request: web.Request, handler: Any) -> web.StreamResponse:
+    """During an outage every Twilio route fails; /_sim/* stays up for the tests."""
+    mode = request.app[STATE].config.outage
+    if mode and not request.path.startswith("/_sim/"):
+        if mode == "503":
+            return error_response(503, 20503, "Service Unavailable")
+        if request.transport is not None:  # refusing: connections opened before are reset
+            request.transport.abort()
+        return web.Response(status=503)  # never written: the connection is gone
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 async def sim_reset(request: web.Request) -> web.Response:
     request.app[STATE].state.reset()
     return web.json_response({"ok": True})
 
 
 def build_app(simulator: Simulator) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[outages])
     app[STATE] = simulator
 
     async def close(_: web.Application) -> None:
@@ -103,4 +133,5 @@ def build_app(simulator: Simulator) -> web.Application:
     app.router.add_get("/_sim/stats", sim_stats)
     app.router.add_post("/_sim/config", sim_config)
     app.router.add_post("/_sim/reset", sim_reset)
+    app.router.add_post("/_sim/outage", sim_outage)
     return app

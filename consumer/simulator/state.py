@@ -9,7 +9,7 @@ import random
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -27,11 +27,17 @@ class StoredMessage:
     num_segments: int
     sent_at: float  # loop time the sender queue releases it
     done_at: float  # loop time of the final status
+    created_at: float = 0.0  # loop time it was accepted
+    wall_created: datetime = field(default_factory=lambda: datetime.now(UTC))
     final_status: str = "delivered"
     error_code: int | None = None
 
     def first(self, key: str) -> str | None:
         return next((v for k, v in self.params if k == key), None)
+
+    def wall_at(self, loop_time: float) -> datetime:
+        """The wall-clock time of a loop time of this message's life."""
+        return self.wall_created + timedelta(seconds=loop_time - self.created_at)
 
     def status_at(self, now: float, initial: str) -> str:
         if now >= self.done_at:
@@ -82,14 +88,23 @@ class SimulatorState:
         return max(0.0, c.latency_ms + jitter) / 1000.0
 
     def draw_failure(self) -> tuple[str, int] | None:
-        """Injected failure for this request: ("timeout"|"disconnect"|"error", code) or None."""
+        """Injected failure for this request, or None: ("timeout"|"disconnect"|"drop"|"truncate", 0)
+        or ("error", code). timeout, drop and truncate accept the message first."""
         c = self.config
-        if not (c.timeout_rate or c.disconnect_rate or c.error_rates):
+        if not (
+            c.timeout_rate
+            or c.disconnect_rate
+            or c.drop_after_accept_rate
+            or c.truncate_rate
+            or c.error_rates
+        ):
             return None
         r = self.rng.random()
         for kind, code, rate in (
             ("timeout", 0, c.timeout_rate),
             ("disconnect", 0, c.disconnect_rate),
+            ("drop", 0, c.drop_after_accept_rate),
+            ("truncate", 0, c.truncate_rate),
             *(("error", code, rate) for code, rate in c.error_rates.items()),
         ):
             if r < rate:
@@ -106,7 +121,9 @@ class SimulatorState:
         self.sender_free_at[sender] = start + segments / rate
         return start
 
-    def store(self, params: list[tuple[str, str]], num_segments: int, sent_at: float) -> StoredMessage:
+    def store(
+        self, params: list[tuple[str, str]], num_segments: int, sent_at: float, now: float
+    ) -> StoredMessage:
         wall = datetime.now(UTC)
         final_status, error_code = "delivered", None
         for code, rate in self.config.delivery_error_rates.items():
@@ -123,6 +140,8 @@ class SimulatorState:
             done_at=sent_at + self.config.status_callback_delay_ms / 1000.0,
             final_status=final_status,
             error_code=error_code,
+            created_at=now,
+            wall_created=wall,
         )
         self.messages.append(message)
         self.by_sid[message.sid] = message

@@ -13,17 +13,43 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+#: An entry's state: an intent is written (and acknowledged) before the request; `sent` replaces it
+#: after Twilio's 201 (or when reconciliation found the message at Twilio); `released` clears an
+#: intent whose send surely did not happen (dead-lettered, skipped), so the key may be sent later.
+INTENT, SENT, RELEASED = "intent", "sent", "released"
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """What the changelog remembers about one send."""
+    """What the changelog remembers about one send (or one send about to happen)."""
 
     key: str
-    sent_at: float  # epoch seconds
+    sent_at: float  # epoch seconds: when sent, or for an intent when the request was about to go
     expires_at: float  # epoch seconds; after this the key may be sent again
     recipient: str  # a hash of the recipient, never the number itself (used by frequency caps)
     mapping_id: str
     cap_scope: str = ""  # the frequency-cap scope this send counts against ("" when uncapped)
+    state: str = SENT
+    sid: str = ""  # Twilio's message SID, once known
+    digest: str = ""  # of the exact request (all form parameters), to tell a changed re-render
+    fingerprint: str = ""  # of the content alone (body or template, media)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the ledger says about a key about to be sent.
+
+    `new`: never sent in its window (now reserved); `sent`: sent within its window; `busy`: being sent
+    right now by this replica; `in_doubt`: an intent without an outcome (a crash or an unanswered
+    request since `intent_at`), now reserved: ask Twilio before sending.
+    """
+
+    kind: str
+    intent_at: float = 0.0
+
+    @property
+    def reserved(self) -> bool:
+        return self.kind in ("new", "in_doubt")
 
 
 def ledger_key(mapping_id: str, dedup_key: str, recipient: str) -> str:
@@ -36,93 +62,120 @@ def recipient_hash(recipient: str) -> str:
     return hashlib.blake2b(recipient.encode(), digest_size=12).hexdigest()
 
 
+def request_digests(params: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """(digest of every parameter, fingerprint of the content alone) of a Twilio request."""
+    pairs = list(params)
+    content = [(k, v) for k, v in pairs if k in ("Body", "ContentSid", "ContentVariables", "MediaUrl")]
+    digest = hashlib.blake2b(json.dumps(pairs).encode(), digest_size=8).hexdigest()
+    return digest, hashlib.blake2b(json.dumps(content).encode(), digest_size=4).hexdigest()
+
+
 def encode_entry(entry: LedgerEntry) -> bytes:
-    return json.dumps(
-        {
-            "at": entry.sent_at,
-            "exp": entry.expires_at,
-            "r": entry.recipient,
-            "m": entry.mapping_id,
-            "c": entry.cap_scope,
-        },
-        separators=(",", ":"),
-    ).encode()
+    data: dict[str, object] = {
+        "at": entry.sent_at, "exp": entry.expires_at, "r": entry.recipient, "m": entry.mapping_id,
+        "c": entry.cap_scope, "s": entry.state,
+    }  # fmt: skip
+    data.update({k: v for k, v in (("sid", entry.sid), ("d", entry.digest), ("f", entry.fingerprint)) if v})
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_entry(key: bytes, value: bytes) -> LedgerEntry | None:
-    """Parse a changelog record; None for tombstones and records this version cannot read."""
+    """Parse a changelog record; None for records this version cannot read. An entry written before
+    intents existed has no state: it recorded a send."""
     try:
         data = json.loads(value)
         return LedgerEntry(
-            key.decode(),
-            float(data["at"]),
-            float(data["exp"]),
-            str(data["r"]),
-            str(data["m"]),
-            str(data.get("c", "")),
-        )
+            key.decode(), float(data["at"]), float(data["exp"]), str(data["r"]), str(data["m"]),
+            str(data.get("c", "")), str(data.get("s", SENT)), str(data.get("sid", "")),
+            str(data.get("d", "")), str(data.get("f", "")),
+        )  # fmt: skip
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
+
+
+# A table value: (expires_at, intent_at, sid). intent_at is 0.0 once the send is known to have happened.
+_Value = tuple[float, float, str]
 
 
 class Ledger:
     """In-memory view of the changelog for the partitions this replica owns.
 
-    Memory is bounded (invariant 7): an entry is a key and an expiry time (about 200 bytes), expired
-    entries are pruned oldest first, and beyond `max_entries` the oldest live entries are evicted
-    early and counted in `evictions` (the de-duplication window is then shorter than configured for
-    those keys; `kafka_twilio_ledger_evictions_total` says when that happens).
+    Memory is bounded (invariant 7): an entry is a key, an expiry time and a SID (about 300 bytes),
+    expired entries are pruned oldest first, and beyond `max_entries` the oldest live entries are
+    evicted early and counted in `evictions` (the de-duplication window is then shorter than
+    configured for those keys; `kafka_twilio_ledger_evictions_total` says when that happens).
     """
 
     def __init__(self, partitions: int, max_entries: int = 1_000_000) -> None:
         self.partitions = partitions
         self.max_entries = max_entries
         self.evictions = 0
-        self._tables: dict[int, dict[str, float]] = {}  # slot -> key -> expires_at
+        self._tables: dict[int, dict[str, _Value]] = {}  # slot -> key -> value
         # Insertion order, for pruning and eviction oldest first. Entries of dropped slots or
         # re-remembered keys stay here until they reach the front, where they are skipped.
         self._order: deque[tuple[int, str]] = deque()
         self._size = 0
         self._claimed: set[str] = set()  # sends in progress (not yet in the changelog)
+        self.sids: set[str] = set()  # SIDs this ledger attributes to a send (reconciliation skips them)
+        self.restored_in_doubt: set[str] = set()  # keys restored as intents, not yet settled
 
     def slot(self, source_partition: int) -> int:
         return source_partition % self.partitions
 
-    def is_sent(self, key: str, source_partition: int, now: float) -> bool:
+    def _live(self, key: str, source_partition: int, now: float) -> _Value | None:
         table = self._tables.get(self.slot(source_partition))
-        expires = table.get(key) if table is not None else None
-        return expires is not None and expires > now
+        value = table.get(key) if table is not None else None
+        return value if value is not None and value[0] > now else None
 
-    def claim(self, key: str, source_partition: int, now: float) -> bool:
-        """Reserve a key before sending; False when it was sent within its window or is being sent now."""
-        if key in self._claimed or self.is_sent(key, source_partition, now):
-            return False
+    def is_sent(self, key: str, source_partition: int, now: float) -> bool:
+        value = self._live(key, source_partition, now)
+        return value is not None and not value[1]
+
+    def claim(self, key: str, source_partition: int, now: float) -> Claim:
+        """Reserve a key before sending, unless it was sent within its window or is being sent now."""
+        if key in self._claimed:
+            return Claim("busy")
+        value = self._live(key, source_partition, now)
+        if value is not None and not value[1]:
+            return Claim("sent")
         self._claimed.add(key)
-        return True
+        return Claim("in_doubt", value[1]) if value is not None else Claim("new")
 
     def release(self, key: str) -> None:
-        """The send did not happen (skipped, failed): the key may be tried again later."""
+        """The send did not happen (skipped, failed, abandoned): the key may be tried again later."""
         self._claimed.discard(key)
 
     def remember(self, entry: LedgerEntry, source_partition: int) -> None:
-        self._claimed.discard(entry.key)
-        self._put(self.slot(source_partition), entry.key, entry.expires_at)
+        """Apply an entry this replica writes: an intent keeps the key reserved, the others free it."""
+        if entry.state != INTENT:
+            self._claimed.discard(entry.key)
+        self._apply(self.slot(source_partition), entry)
 
     def load(self, slot: int, entries: Iterable[LedgerEntry], now: float) -> int:
         """Apply restored changelog entries (in changelog order: a later one replaces an earlier)."""
         count = 0
         for entry in entries:
-            if entry.expires_at > now:
-                self._put(slot, entry.key, entry.expires_at)
-                count += 1
+            if entry.expires_at > now or entry.state == RELEASED:
+                self._apply(slot, entry)
+                count += entry.state != RELEASED
+                if entry.state == INTENT:
+                    self.restored_in_doubt.add(entry.key)
         return count
 
-    def _put(self, slot: int, key: str, expires_at: float) -> None:
+    def _apply(self, slot: int, entry: LedgerEntry) -> None:
         table = self._tables.setdefault(slot, {})
-        if key not in table:
-            self._size += 1
-        table[key] = expires_at
-        self._order.append((slot, key))
+        old = table.pop(entry.key, None)
+        self.restored_in_doubt.discard(entry.key)
+        if old is not None:
+            self._size -= 1
+            self.sids.discard(old[2])
+        if entry.state == RELEASED:
+            return
+        table[entry.key] = (entry.expires_at, entry.sent_at if entry.state == INTENT else 0.0, entry.sid)
+        self._size += 1
+        if entry.sid:
+            self.sids.add(entry.sid)
+        self._order.append((slot, entry.key))
         while self._size > self.max_entries and self._pop_oldest(None):
             self.evictions += 1
 
@@ -131,15 +184,17 @@ class Ledger:
         while self._order:
             slot, key = self._order[0]
             table = self._tables.get(slot)
-            expires = table.get(key) if table is not None else None
-            if expires is None:
+            value = table.get(key) if table is not None else None
+            if value is None:
                 self._order.popleft()  # dropped slot, or already removed
                 continue
-            if expired_before is not None and expires > expired_before:
+            if expired_before is not None and value[0] > expired_before:
                 return False
             self._order.popleft()
             assert table is not None
             del table[key]
+            self.sids.discard(value[2])
+            self.restored_in_doubt.discard(key)
             self._size -= 1
             return True
         return False
@@ -148,6 +203,8 @@ class Ledger:
         table = self._tables.pop(slot, None)
         if table is not None:
             self._size -= len(table)
+            self.sids.difference_update(v[2] for v in table.values())
+            self.restored_in_doubt.difference_update(table)
 
     def prune(self, now: float) -> int:
         """Remove entries whose window ended, oldest first. It stops at the oldest live entry, so a

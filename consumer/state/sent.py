@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from consumer.errors import KafkaError
 from consumer.state.caps import FrequencyCaps, cap_key
 from consumer.state.changelog import Changelog
-from consumer.state.ledger import Ledger, LedgerEntry
+from consumer.state.ledger import SENT, Ledger, LedgerEntry
 
 
 class SentState:
@@ -34,13 +34,15 @@ class SentState:
         for slot, entries in restored.items():
             self.ledger.load(slot, entries, now)
             for entry in entries:
-                if entry.cap_scope:
+                # Only what was sent counts against a cap: an intent may never have left.
+                if entry.cap_scope and entry.state == SENT:
                     self.caps.add(cap_key(entry.cap_scope, entry.recipient), entry.sent_at)
 
-    def record(
+    def write(
         self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[KafkaError | None], None]
     ) -> None:
-        """Remember a send now and write it to the changelog; `on_delivery` runs when Kafka acknowledged."""
+        """Apply an entry (intent, sent, released) now and write it to the changelog; `on_delivery`
+        runs when Kafka acknowledged it (None) or refused it."""
         self.ledger.remember(entry, source_partition)
         self.changelog.write(entry, source_partition, on_delivery)
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -164,6 +165,14 @@ class TwilioClient:
             more_info=error.more_info,
         )
 
+    async def probe(self) -> bool:
+        """True when Twilio answers (anything but a 5xx): the outage probe of the send path."""
+        try:
+            response = await self._request(self._http.build_request("GET", self._account_url), "probe")
+        except TwilioError:
+            return False
+        return response.status_code < 500
+
     async def list_content(self) -> list[dict[str, Any]]:
         """Every Content Template of the account (all pages)."""
         return await self._all_pages(f"{self.content_base_url}/v1/Content?PageSize=500", "contents",
@@ -178,13 +187,29 @@ class TwilioClient:
         return await self._all_pages(f"{self.messaging_base_url}/v1/Services?PageSize=500", "services",
                                      "list Messaging Services")  # fmt: skip
 
-    async def _all_pages(self, url: str | None, key: str, what: str) -> list[dict[str, Any]]:
-        """The `key` items of every page, following `meta.next_page_url` (the v1 APIs' paging)."""
+    async def list_messages(
+        self, to: str, sender: str | None = None, *, page_size: int = 200, max_pages: int = 5
+    ) -> list[dict[str, Any]]:
+        """Messages sent to `to` (and from `sender`, a phone number: a Messaging Service's messages
+        carry the pool number it picked), newest first, up to `max_pages` pages."""
+        query = urlencode([("To", to), *([("From", sender)] if sender else []), ("PageSize", str(page_size))])
+        url = f"{self.api_base_url}/2010-04-01/Accounts/{self._settings.account_sid}/Messages.json?{query}"
+        return await self._all_pages(url, "messages", "list messages", max_pages=max_pages)
+
+    async def _all_pages(
+        self, url: str | None, key: str, what: str, *, max_pages: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The `key` items of every page: v1 APIs link the next in `meta.next_page_url`, the 2010
+        API in `next_page_uri` (a path on the same host)."""
         items: list[dict[str, Any]] = []
-        while url:
+        pages = 0
+        while url and (max_pages is None or pages < max_pages):
             page = await self._get_json(url, what)
+            pages += 1
             items.extend(page.get(key) or [])
             url = (page.get("meta") or {}).get("next_page_url")
+            if not url and page.get("next_page_uri"):
+                url = self.api_base_url + str(page["next_page_uri"])
         return items
 
     async def aclose(self) -> None:

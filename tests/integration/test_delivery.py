@@ -4,7 +4,6 @@ simulator on loopback, with dead letters written to the real broker."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from confluent_kafka import Producer
 
 from consumer.events.recipients import Channel
+from consumer.kafka.clients import KafkaClients
 from consumer.kafka.deadletter import DeadLetterWriter
 from consumer.metrics import Metrics
 from consumer.pipeline.message import OutboundMessage
@@ -20,10 +20,13 @@ from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
 from consumer.pipeline.retry import RetryPolicy
 from consumer.service.delivery import Delivery
 from consumer.service.dispatcher import Dispatcher
+from consumer.service.exchange import Exchange
 from consumer.service.outcomes import Outcomes
 from consumer.service.records import RecordState
 from consumer.settings import TwilioSettings
 from consumer.simulator import SimulatorConfig, SimulatorHandle, running_simulator
+from consumer.state.changelog import Changelog
+from consumer.state.sent import SentState
 from consumer.twilio.client import TwilioClient
 
 pytestmark = pytest.mark.integration
@@ -42,7 +45,9 @@ def sms(n: int = 0, to: str | None = None) -> OutboundMessage:
 class SendPath:
     """Delivery with a real TwilioClient and a real Kafka producer for its dead letters."""
 
-    def __init__(self, client: TwilioClient, producer: Producer, dlq: str, policy: RetryPolicy) -> None:
+    def __init__(
+        self, client: TwilioClient, producer: Producer, changelog: Changelog, dlq: str, policy: RetryPolicy
+    ) -> None:
         self.metrics = Metrics()
         self.producer = producer
         self.done: list[RecordState] = []
@@ -53,11 +58,15 @@ class SendPath:
             await asyncio.sleep(seconds)
 
         outcomes = Outcomes(self.metrics, DeadLetterWriter(producer, dlq), self.done.append)
+        self.state = SentState(changelog, max_entries=10_000)
+        self.exchange = Exchange(
+            twilio=client, metrics=self.metrics, state=self.state, outcomes=outcomes,
+            adaptive=AdaptiveLimit(64, minimum=1), policy=policy, reconcile_delay_s=0.2, sleep=sleep,
+        )  # fmt: skip
         # No per-sender pacing here: these tests are about failures, not rates.
         self.delivery = Delivery(
-            sender=client, metrics=self.metrics, state=None, outcomes=outcomes,
-            limits=SenderLimits(defaults={"long_code": 0}), adaptive=AdaptiveLimit(64, minimum=1),
-            policy=policy, sleep=sleep,
+            exchange=self.exchange, metrics=self.metrics, state=self.state, outcomes=outcomes,
+            limits=SenderLimits(defaults={"long_code": 0}), sleep=sleep,
         )  # fmt: skip
         self.dispatcher = Dispatcher(self.delivery.deliver, self.delivery.on_wire)
 
@@ -94,7 +103,7 @@ async def path(
     sim.configure(**{k: v for k, v in vars(SimulatorConfig(seed=11)).items() if k != "templates"})
     sim.reset()
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    dlq = new_topic()
+    dlq, ledger = new_topic(), new_topic()
     clients: list[TwilioClient] = []
 
     def make(base_url: str | None = None, timeout_s: float = 5.0, **policy: Any) -> SendPath:
@@ -104,7 +113,8 @@ async def path(
         )  # fmt: skip
         clients.append(TwilioClient(settings, max_connections=32))
         retry = RetryPolicy(**{"max_retries": 3, "base_s": 0.01, "cap_s": 0.05, **policy})
-        return SendPath(clients[-1], producer, dlq, retry)
+        changelog = Changelog(KafkaClients({"bootstrap.servers": kafka_bootstrap}), producer, ledger, 1)
+        return SendPath(clients[-1], producer, changelog, dlq, retry)
 
     yield make
     for client in clients:
@@ -142,7 +152,7 @@ async def test_the_account_concurrency_limit_answers_429_and_retries_get_everyth
     assert p.sample("kafka_twilio_concurrency_limit") < 64, "429s lowered the adaptive limit"
 
 
-async def test_a_twilio_5xx_is_retried_counted_as_ambiguous_and_then_sent(
+async def test_a_twilio_5xx_is_settled_with_twilio_s_list_and_sent_once(
     path: Callable[..., SendPath], sim: SimulatorHandle
 ) -> None:
     sim.configure(error_rates={500: 1.0})
@@ -154,19 +164,64 @@ async def test_a_twilio_5xx_is_retried_counted_as_ambiguous_and_then_sent(
     [record] = await task
     assert record.outcomes == [("m1", "sent", "queued")]
     assert p.sample("kafka_twilio_ambiguous_sends_total") >= 1
-    assert p.sample("kafka_twilio_retries_total", reason="twilio_20500") >= 1
+    assert p.sample("kafka_twilio_reconciled_total", result="not_found") >= 1
+    assert len(sim.messages()) == 1
 
 
-async def test_a_read_timeout_is_dead_lettered_as_ambiguous_and_never_resent(
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"timeout_rate": 1.0, "hang_s": 1.0},  # accepted, then no answer before the client gives up
+        {"drop_after_accept_rate": 1.0},  # accepted, then the connection drops before the answer
+        {"truncate_rate": 1.0},  # accepted, then half an answer and a closed connection
+    ],
+    ids=["read timeout", "dropped after accepting", "truncated answer"],
+)
+async def test_an_unanswered_send_that_reached_twilio_ends_sent_by_reconciliation_never_twice(
+    path: Callable[..., SendPath], sim: SimulatorHandle, failure: dict[str, Any]
+) -> None:
+    sim.configure(**failure)
+    p = path(timeout_s=0.3)
+    [record] = await p.send(sms())
+    assert record.outcomes[0][:2] == ("m1", "sent")
+    sim.configure(timeout_rate=0, drop_after_accept_rate=0, truncate_rate=0)
+    await asyncio.sleep(1.2)  # anything still held by the simulator lands
+    assert len(sim.messages()) == 1, "Twilio had it: it was found, not sent again"
+    assert p.sample("kafka_twilio_reconciled_total", result="found") == 1
+    assert p.sample("kafka_twilio_dead_letters_total", stage="send", reason="ambiguous") == 0
+
+
+async def test_an_unanswered_send_that_never_reached_twilio_is_sent_once(
     path: Callable[..., SendPath], sim: SimulatorHandle
 ) -> None:
-    sim.configure(timeout_rate=1.0, hang_s=1.0)
-    p = path(timeout_s=0.2)
-    [record] = await p.send(sms())
-    assert record.outcomes == [("m1", "dead_lettered", "ambiguous")]
-    with contextlib.suppress(Exception):
-        await asyncio.sleep(1.2)  # the simulator finishes the request it held
-    assert len(sim.messages()) == 1, "Twilio had it: resending would have texted twice"
+    sim.configure(disconnect_rate=1.0)  # the connection drops before the simulator stores anything
+    p = path()
+    task = asyncio.create_task(p.send(sms()))
+    while not sim.stats()["answers"].get("500"):  # noqa: ASYNC110  the simulator's own count
+        await asyncio.sleep(0.01)
+    sim.configure(disconnect_rate=0)
+    [record] = await task
+    assert record.outcomes == [("m1", "sent", "queued")]
+    assert len(sim.messages()) == 1
+    assert p.sample("kafka_twilio_reconciled_total", result="not_found") >= 1
+
+
+async def test_a_twilio_outage_is_waited_out_and_sending_resumes_when_it_answers(
+    path: Callable[..., SendPath], sim: SimulatorHandle
+) -> None:
+    p = path(max_retries=2)
+    sim.outage("503")
+    task = asyncio.create_task(p.send(*(sms(n) for n in range(20))))
+    while not p.exchange.breaker.open:  # noqa: ASYNC110  the breaker's own state
+        await asyncio.sleep(0.01)
+    sim.outage("refuse", 1.0)  # then connections are refused for a second
+    await asyncio.sleep(1.5)
+    assert not task.done(), "nothing was dead-lettered while Twilio was down"
+    sim.outage("")
+    p.exchange.breaker.success()  # what the probe does at Twilio's first answer (tested with the service)
+    records = await task
+    assert all(r.outcomes[0][:2] == ("m1", "sent") for r in records)
+    assert len({m["Body"] for m in sim.messages()}) == len(sim.messages()) == 20
 
 
 async def test_a_refused_connection_is_retried_to_the_budget_then_dead_lettered(

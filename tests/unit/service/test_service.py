@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError as RdKafkaError
 
+from consumer.errors import ErrorClass
 from consumer.events.decode import Decoder
 from consumer.metrics import Metrics
 from consumer.service.parts import Parts
 from consumer.service.service import Service
 from consumer.settings import load_settings
-from tests.fakes import FakeKafka, FakeTwilio, MessageStub
+from tests.fakes import FakeKafka, FakeTwilio, MessageStub, twilio_error
 
 ROOT = Path(__file__).resolve().parents[3]
 TOPIC = "events"
@@ -144,26 +145,26 @@ async def test_an_outcome_from_before_a_revoke_cannot_finish_an_offset_of_a_late
 ) -> None:
     async with Replica(tmp_path) as r:
         producer = r.kafka.producers[0]
-        acks_held: list[Any] = []
-        real_poll = producer.poll
-        producer.poll = lambda timeout=0: 0  # type: ignore[method-assign]  # the broker does not ack yet
+        producer.held.add("dlq")  # the broker has not acknowledged the dead letter yet
+        r.twilio.script.append(twilio_error(ErrorClass.PERMANENT, 21617))  # dead-lettered, the first time
         produce(r.kafka, 1)
         r.consumer.rebalance(assign=[(TOPIC, 0)])
-        await until(lambda: len(r.twilio.requests) == 1 and len(producer) == 1)  # sent; ledger write queued
-        acks_held.append(1)
+        await until(lambda: len(producer) == 1)  # the dead letter is queued; its outcome waits for the ack
         r.consumer.rebalance(lose=[(TOPIC, 0)])
         await until(lambda: r.sample("kafka_twilio_assigned_partitions") == 0)
         r.twilio.hold = asyncio.Event()  # the new assignment's send of offset 0 stays in flight
         r.consumer.rebalance(assign=[(TOPIC, 0)])
         await until(lambda: len(r.twilio.requests) == 2)
-        real_poll(0)  # now the old ledger write is acknowledged: the old generation's outcome arrives
-        await asyncio.sleep(0.2)
+        producer.held.clear()  # now the old dead letter is acknowledged: the old generation's outcome
+        await until(lambda: len(producer) == 0)
+        await asyncio.sleep(0.2)  # several commit rounds
         assert r.committed(0) is None, "offset 0 of the new assignment is still being sent"
         assert r.journal == []
-        producer.poll = real_poll  # type: ignore[method-assign]
         r.twilio.hold.set()
         await until(lambda: r.committed(0) == 1)
-    assert [o for o, _ in r.outcomes()] == [0], "finished once, by the assignment that owns it"
+    assert [(o, results) for o, results in r.outcomes()] == [(0, [("order-sms", "sent", "queued")])], (
+        "finished once, by the assignment that owns it"
+    )
 
 
 async def test_a_commit_kafka_refuses_for_one_partition_is_counted_and_retried(tmp_path: Path) -> None:
@@ -242,3 +243,22 @@ async def test_stopping_drains_commits_and_returns_zero(tmp_path: Path, partitio
         await until(lambda: len(r.twilio.requests) == 4 * partitions)
     assert all(r.committed(p) == 4 for p in range(partitions)), "the final commit covers everything finished"
     assert r.consumer.closed
+
+
+async def test_a_twilio_outage_pauses_the_partitions_reports_not_ready_and_resumes_without_dead_letters(
+    tmp_path: Path,
+) -> None:
+    async with Replica(tmp_path) as r:
+        assert r.service is not None
+        r.twilio.down = True
+        produce(r.kafka, 20)
+        r.consumer.rebalance(assign=[(TOPIC, 0)])
+        await until(lambda: r.service is not None and not r.service.readiness()[1]["twilio_available"])
+        await until(lambda: r.consumer.paused == {(TOPIC, 0)})
+        assert r.sample("kafka_twilio_twilio_available") == 0
+        r.twilio.down = False  # Twilio answers again: the probe closes the breaker
+        await until(lambda: r.committed(0) == 20)
+        assert r.service.readiness()[1]["twilio_available"]
+        assert not r.consumer.paused
+    assert [results for _, results in r.outcomes()] == [[("order-sms", "sent", "queued")]] * 20
+    assert "dlq" not in r.kafka.cluster.topics

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from consumer.state.ledger import (
+    INTENT,
+    RELEASED,
+    SENT,
+    Claim,
     Ledger,
     LedgerEntry,
     decode_entry,
@@ -12,8 +16,12 @@ from consumer.state.ledger import (
 )
 
 
-def entry(key: str, sent_at: float = 100.0, ttl: float = 50.0) -> LedgerEntry:
-    return LedgerEntry(key, sent_at, sent_at + ttl, recipient_hash("+14155550123"), "m1")
+def entry(
+    key: str, sent_at: float = 100.0, ttl: float = 50.0, state: str = SENT, sid: str = ""
+) -> LedgerEntry:
+    return LedgerEntry(
+        key, sent_at, sent_at + ttl, recipient_hash("+14155550123"), "m1", state=state, sid=sid
+    )
 
 
 def test_ledger_keys_are_stable_fixed_size_and_carry_no_phone_number() -> None:
@@ -26,18 +34,38 @@ def test_ledger_keys_are_stable_fixed_size_and_carry_no_phone_number() -> None:
 
 def test_a_claimed_key_cannot_be_claimed_again_until_released() -> None:
     ledger = Ledger(partitions=4)
-    assert ledger.claim("k", 0, now=0)
-    assert not ledger.claim("k", 0, now=0)
+    assert ledger.claim("k", 0, now=0) == Claim("new")
+    assert ledger.claim("k", 0, now=0) == Claim("busy")
     ledger.release("k")
-    assert ledger.claim("k", 0, now=0)
+    assert ledger.claim("k", 0, now=0).reserved
 
 
 def test_a_remembered_send_blocks_its_key_until_the_window_ends() -> None:
     ledger = Ledger(partitions=4)
     ledger.remember(entry("k"), source_partition=5)  # slot 1
     assert ledger.is_sent("k", 5, now=120)
-    assert not ledger.claim("k", 5, now=120)
-    assert ledger.claim("k", 5, now=151)
+    assert ledger.claim("k", 5, now=120) == Claim("sent")
+    assert ledger.claim("k", 5, now=151) == Claim("new")
+
+
+def test_an_intent_without_an_outcome_is_in_doubt_and_is_settled_by_the_sent_entry() -> None:
+    ledger = Ledger(partitions=1)
+    ledger.load(0, [entry("k", sent_at=100, ttl=50, state=INTENT)], now=120)
+    assert ledger.restored_in_doubt == {"k"}
+    assert not ledger.is_sent("k", 0, now=120)
+    assert ledger.claim("k", 0, now=120) == Claim("in_doubt", 100.0)
+    ledger.remember(entry("k", sent_at=121, state=SENT, sid="SM1"), 0)
+    assert ledger.is_sent("k", 0, now=125)
+    assert ledger.sids == {"SM1"}
+    assert ledger.restored_in_doubt == set()
+
+
+def test_a_released_intent_frees_its_key() -> None:
+    ledger = Ledger(partitions=1)
+    ledger.remember(entry("k", state=INTENT), 0)
+    ledger.remember(entry("k", state=RELEASED), 0)
+    assert ledger.claim("k", 0, now=120) == Claim("new")
+    assert len(ledger) == 0
 
 
 def test_loading_keeps_only_live_entries_and_dropping_a_slot_forgets_it() -> None:
@@ -85,5 +113,9 @@ def test_dropping_a_slot_frees_its_share_of_the_cap() -> None:
 def test_changelog_values_round_trip_and_unreadable_ones_are_ignored() -> None:
     e = entry("k")
     assert decode_entry(b"k", encode_entry(e)) == e
+    full = LedgerEntry("k", 1.0, 2.0, "r", "m", "cap", INTENT, "SM1", "d1", "f1")
+    assert decode_entry(b"k", encode_entry(full)) == full
+    # Written before intents existed: a send.
+    assert decode_entry(b"k", b'{"at":1,"exp":2,"r":"r","m":"m"}') == LedgerEntry("k", 1, 2, "r", "m")
     assert decode_entry(b"k", b"not json") is None
     assert decode_entry(b"k", b'{"at": 1}') is None

@@ -25,7 +25,7 @@ def test_a_ledger_write_the_producer_refuses_is_reported_to_the_callback_not_rai
     producer.refuse = lambda topic, value: BufferError("Local: Queue full")
     sent, _ = state(producer)
     errors: list[KafkaError | None] = []
-    sent.record(LedgerEntry("k", 100, 150, RECIPIENT, "m1"), 0, errors.append)
+    sent.write(LedgerEntry("k", 100, 150, RECIPIENT, "m1"), 0, errors.append)
     assert len(errors) == 1
     assert isinstance(errors[0], KafkaError)
     assert errors[0].code == "_QUEUE_FULL"
@@ -35,7 +35,7 @@ def test_a_ledger_write_the_producer_refuses_is_reported_to_the_callback_not_rai
 def test_what_is_written_is_read_back_and_restores_both_the_ledger_and_the_caps() -> None:
     sent, kafka = state()
     acks: list[KafkaError | None] = []
-    sent.record(LedgerEntry("k1", 100, 500, RECIPIENT, "m1", cap_scope="marketing"), 3, acks.append)
+    sent.write(LedgerEntry("k1", 100, 500, RECIPIENT, "m1", cap_scope="marketing"), 3, acks.append)
     sent.changelog.producer.poll(0)
     assert acks == [None]
 
