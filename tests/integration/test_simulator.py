@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -256,3 +257,88 @@ def test_the_command_serves_until_terminated() -> None:
         if proc.stdout is not None:
             proc.stdout.close()
     assert code == 0
+
+
+def listing(http: httpx.Client, sim: SimulatorHandle, **query: str) -> list[dict[str, Any]]:
+    response = http.get(f"/2010-04-01/Accounts/{sim.account_sid}/Messages.json", params=query)
+    assert response.status_code == 200
+    return list(response.json()["messages"])
+
+
+def test_the_message_list_filters_by_to_and_from_as_twilio_does(
+    http: httpx.Client, sim: SimulatorHandle
+) -> None:
+    service = ("MessagingServiceSid", "MG" + "5" * 32)
+    create(http, sim, SMS)
+    create(http, sim, [("To", "+14155550100"), service, ("Body", "via the service")])
+    create(http, sim, [("To", "+14155550111"), ("From", "+14155550199"), ("Body", "someone else")])
+    to = listing(http, sim, To="+14155550100")
+    assert {m["body"] for m in to} == {"Hello", "via the service"}
+    via = next(m for m in to if m["messaging_service_sid"])
+    assert via["from"] == sim.config.service_number, "a service's message shows the pool number it used"
+    assert [m["body"] for m in listing(http, sim, To="+14155550100", From="+14155550199")] == ["Hello"]
+    assert listing(http, sim, To="+14155550199") == []
+
+
+def test_a_queued_message_has_no_date_sent_and_a_date_filter_leaves_it_out(
+    http: httpx.Client, sim: SimulatorHandle
+) -> None:
+    sim.configure(sender_rates={"long_code": 0.001})  # the second message waits in the sender's queue
+    create(http, sim, SMS)
+    create(http, sim, [*SMS[:2], ("Body", "queued")])
+    listed = {m["body"]: m for m in listing(http, sim, To="+14155550100")}
+    assert listed["queued"]["date_sent"] is None
+    assert listed["queued"]["status"] == "queued"
+    today = listed["Hello"]["date_sent"]
+    assert today is not None
+    from email.utils import parsedate_to_datetime
+
+    day = parsedate_to_datetime(today).date().isoformat()
+    assert [m["body"] for m in listing(http, sim, To="+14155550100", DateSent=day)] == ["Hello"]
+    assert listing(http, sim, To="+14155550100")[0]["body"] == "queued", "not yet sent: listed first"
+
+
+def test_the_message_list_pages_keep_the_filters(http: httpx.Client, sim: SimulatorHandle) -> None:
+    for n in range(5):
+        create(http, sim, [*SMS[:2], ("Body", f"m{n}")])
+    first = http.get(f"/2010-04-01/Accounts/{sim.account_sid}/Messages.json",
+                     params={"To": "+14155550100", "PageSize": "2"}).json()  # fmt: skip
+    assert len(first["messages"]) == 2
+    second = http.get(first["next_page_uri"]).json()
+    assert "To=%2B14155550100" in first["next_page_uri"]
+    assert len(second["messages"]) == 2
+    assert not {m["sid"] for m in first["messages"]} & {m["sid"] for m in second["messages"]}
+
+
+@pytest.mark.parametrize("failure", ["drop_after_accept_rate", "truncate_rate"])
+def test_a_message_accepted_before_a_broken_answer_is_kept(
+    http: httpx.Client, sim: SimulatorHandle, failure: str
+) -> None:
+    sim.configure(**{failure: 1.0})
+    with pytest.raises(httpx.HTTPError):
+        create(http, sim, SMS)
+    sim.configure(**{failure: 0.0})
+    assert [m["Body"] for m in sim.messages()] == ["Hello"], "Twilio has it, though the client cannot know"
+
+
+def test_an_outage_answers_503_everywhere_then_refuses_connections_then_ends(
+    http: httpx.Client, sim: SimulatorHandle
+) -> None:
+    sim.outage("503")
+    assert create(http, sim, SMS).status_code == 503
+    assert http.get(f"/2010-04-01/Accounts/{sim.account_sid}/Messages.json").status_code == 503
+    assert create(http, sim, SMS).json()["code"] == 20503
+    sim.outage("refuse", 0.5)
+    with httpx.Client(base_url=sim.base_url, auth=(sim.api_key_sid, sim.api_key_secret), timeout=5) as fresh:
+        with pytest.raises(httpx.ConnectError):
+            fresh.post(f"/2010-04-01/Accounts/{sim.account_sid}/Messages.json", content=urlencode(SMS),
+                       headers=FORM)  # fmt: skip
+        for _ in range(100):  # the port opens again on its own
+            try:
+                response = fresh.post(f"/2010-04-01/Accounts/{sim.account_sid}/Messages.json",
+                                      content=urlencode(SMS), headers=FORM)  # fmt: skip
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert response.status_code == 201
+    assert len(sim.messages()) == 1
