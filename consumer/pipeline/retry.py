@@ -5,7 +5,8 @@ Pure: the error, the attempt number and a random draw in, a decision out. The se
 
 - RETRYABLE (429/20429, queue full, no connection): the request was not processed; retry with
   full-jitter backoff that honours Retry-After, until `max_retries`, then dead-letter
-  `retries_exhausted`.
+  `retries_exhausted`. A throttle (429, 20429, 21611, 30001, 63018) never spends the budget: it says
+  nothing about the message, only about our pace, which the adaptive limit lowers meanwhile.
 - MAY_HAVE_SENT (a 5xx, a read timeout or a dropped connection after the request was written): the
   send path first asks Twilio whether the message exists (`consumer.pipeline.reconcile`); only a
   message Twilio does not have is decided here, as `not_sent(error)`: retried. Decided without that
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from consumer.errors import ErrorClass, TwilioError
 from consumer.settings import ServiceSettings
-from consumer.twilio.classify import INVALID_NUMBER_CODES
+from consumer.twilio.classify import INVALID_NUMBER_CODES, is_throttle
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,12 @@ def decide(error: TwilioError, attempt: int, policy: RetryPolicy, rand: float) -
     answered_5xx = cls is ErrorClass.MAY_HAVE_SENT and error.status is not None
     if cls is not ErrorClass.RETRYABLE and not answered_5xx:
         return DeadLetter(reason)
-    if attempt >= policy.max_retries:
+    throttled = cls is ErrorClass.RETRYABLE and is_throttle(error.status, error.code)
+    if attempt >= policy.max_retries and not throttled:
         return DeadLetter("retries_exhausted")
+    # A throttle's attempts go on past the budget; the exponent stops growing long before that matters.
+    exponent = min(attempt, 30)
     delay = compute_backoff(
-        attempt, base_s=policy.base_s, cap_s=policy.cap_s, rand=rand, retry_after_s=error.retry_after_s
+        exponent, base_s=policy.base_s, cap_s=policy.cap_s, rand=rand, retry_after_s=error.retry_after_s
     )
     return Retry(delay, reason)

@@ -57,7 +57,9 @@ R, M, P, S, C = (ErrorClass.RETRYABLE, ErrorClass.MAY_HAVE_SENT, ErrorClass.PERM
     [
         (error(R, 20429, 429), 0, Retry(0.5, "twilio_20429")),
         (error(R, 20429, 429), 2, Retry(2.0, "twilio_20429")),
-        (error(R, 20429, 429), 3, DeadLetter("retries_exhausted")),
+        (error(R, 20429, 429), 3, Retry(4.0, "twilio_20429")),  # a throttle never spends the budget
+        (error(R, 21611, 400), 9, Retry(50.0, "twilio_21611")),
+        (error(R, 30003, 400), 3, DeadLetter("retries_exhausted")),
         (error(R, None, None), 0, Retry(0.5, "connection")),  # refused: never written
         (error(M, None, 503), 1, Retry(1.0, "http_503")),  # Twilio 5xx: retried, as Twilio advises
         (error(M, None, 503), 3, DeadLetter("retries_exhausted")),

@@ -144,14 +144,24 @@ async def test_retryable_errors_are_retried_with_backoff_and_then_sent() -> None
 
 
 async def test_a_spent_retry_budget_dead_letters_the_record() -> None:
-    sender = FakeSender(*[twilio_error(ErrorClass.RETRYABLE, 20429, 429)] * 4)
+    # 30003: the handset is unreachable for now; retried, but not for ever.
+    sender = FakeSender(*[twilio_error(ErrorClass.RETRYABLE, 30003, 400)] * 4)
     h = Harness(sender)
     [record] = await h.send(message())
     assert record.outcomes == [("m1", "dead_lettered", "retries_exhausted")]
     assert len(sender.requests) == 4
     [dead] = h.dead_letters()
     info = parse_dead_letter_headers(dead.headers())
-    assert (info.reason, info.twilio_code, info.attempts) == ("retries_exhausted", 20429, 4)
+    assert (info.reason, info.twilio_code, info.attempts) == ("retries_exhausted", 30003, 4)
+
+
+async def test_throttling_is_waited_out_however_long_it_lasts_without_dead_lettering() -> None:
+    sender = FakeSender(*[twilio_error(ErrorClass.RETRYABLE, 20429, 429)] * 12)  # budget: 3 retries
+    h = Harness(sender)
+    [record] = await h.send(message())
+    assert record.outcomes == [("m1", "sent", "queued")]
+    assert len(sender.requests) == 13
+    assert h.dead_letters() == []
 
 
 async def test_a_recipient_who_replied_stop_is_dead_lettered_once_and_then_suppressed() -> None:

@@ -149,7 +149,8 @@ async def test_an_outcome_from_before_a_revoke_cannot_finish_an_offset_of_a_late
         r.twilio.script.append(twilio_error(ErrorClass.PERMANENT, 21617))  # dead-lettered, the first time
         produce(r.kafka, 1)
         r.consumer.rebalance(assign=[(TOPIC, 0)])
-        await until(lambda: len(producer) == 1)  # the dead letter is queued; its outcome waits for the ack
+        # The dead letter is queued; its outcome waits for the broker's acknowledgement.
+        await until(lambda: any(queued[0] == "dlq" for queued in producer.queue))
         r.consumer.rebalance(lose=[(TOPIC, 0)])
         await until(lambda: r.sample("kafka_twilio_assigned_partitions") == 0)
         r.twilio.hold = asyncio.Event()  # the new assignment's send of offset 0 stays in flight
