@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Kafka broker (session-wide) and fresh topics per test."""
+"""Shared fixtures: a real Kafka broker and a real Schema Registry (session-wide), fresh topics per test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.kafka import BrokerUnavailable, create_topic, kafka_broker
+from tests.registry import RegistryProxy, RegistryUnavailable, schema_registry
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,25 @@ def new_topic(kafka_bootstrap: str) -> Callable[..., str]:
         return create_topic(kafka_bootstrap, name=name, partitions=partitions, config=config)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """The URL of a real Confluent-compatible Schema Registry. Skips locally without one; fails under CI."""
+    try:
+        with schema_registry() as url:
+            yield url
+    except RegistryUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a real Schema Registry: {exc}")
+        pytest.skip(f"no Schema Registry: {exc}")
+
+
+@pytest.fixture
+def registry_proxy(schema_registry_url: str) -> Iterator[RegistryProxy]:
+    """A proxy in front of the real registry that a test can take down, slow down, and count through."""
+    proxy = RegistryProxy(schema_registry_url)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

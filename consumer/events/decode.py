@@ -110,6 +110,11 @@ class Decoder:
             raise DecodeError(f"{exc}; register an Avro record schema", reason="schema_mismatch") from exc
         self._by_id[key] = self._writer(schema)
 
+    def close(self) -> None:
+        """Let go of the registry client's connections (at the end of a run)."""
+        if self._registry is not None:
+            self._registry.close()
+
     def decode(
         self,
         value: bytes | None,

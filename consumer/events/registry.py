@@ -142,6 +142,12 @@ class RegistrySchemas:
         last.message = f"{last.message} (after {self._attempts} attempts)"
         raise last
 
+    def close(self) -> None:
+        """Close the client's connections (mock:// clients are shared and have none)."""
+        close = getattr(self._client, "close", None)
+        if callable(close) and not self.url.startswith("mock://"):
+            close()
+
     def _translate(self, exc: SchemaRegistryError, key: RegistryKey) -> DecodeError | RegistryError:
         what = describe_key(key)
         status = int(getattr(exc, "http_status_code", 0) or 0)

@@ -37,6 +37,7 @@ class EventDecoder(SchemaSource, Protocol):
     def decode(
         self, value: bytes | None, headers: Headers | None = None, *, record: RecordRef | None = None
     ) -> Event: ...
+    def close(self) -> None: ...
 
 
 class Intake:

@@ -100,6 +100,7 @@ class Service:
                 await runner.cleanup()
         finally:
             await client.aclose()
+            self.parts.decoder.close()
             self.thread.shutdown()
 
     def readiness(self) -> tuple[bool, dict[str, bool]]:
