@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Kafka broker and a real Schema Registry (session-wide), fresh topics per test."""
+"""Shared fixtures: a real Kafka broker, Schema Registry and Prometheus (session-wide); fresh topics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.kafka import BrokerUnavailable, create_topic, kafka_broker
+from tests.prometheus import Prometheus, PrometheusUnavailable, prometheus_bin
 from tests.registry import RegistryProxy, RegistryUnavailable, schema_registry
 
 
@@ -53,3 +54,19 @@ def registry_proxy(schema_registry_url: str) -> Iterator[RegistryProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus on loopback (1 s scrapes, our rules). Skips locally without one; fails under CI."""
+    try:
+        server = Prometheus(prometheus_bin(), tmp_path_factory.mktemp("prometheus"))
+        server.start()
+    except PrometheusUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs Prometheus: {exc}")
+        pytest.skip(f"no Prometheus: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
