@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import pytest
 
 from tests.kafka import BrokerUnavailable, create_topic, kafka_broker
 from tests.prometheus import Prometheus, PrometheusUnavailable, prometheus_bin
 from tests.registry import RegistryProxy, RegistryUnavailable, schema_registry
+
+
+def missing(what: str, exc: Exception) -> NoReturn:
+    """A real part the tests need is not there: an error under CI (a skipped test proves nothing),
+    a skip locally."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs {what}: {exc}")
+    pytest.skip(f"no {what}: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +28,7 @@ def kafka_bootstrap() -> Iterator[str]:
         with kafka_broker() as bootstrap:
             yield bootstrap
     except BrokerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a real Kafka broker: {exc}")
-        pytest.skip(f"no Kafka broker: {exc}")
+        missing("a real Kafka broker", exc)
 
 
 @pytest.fixture
@@ -41,9 +48,7 @@ def schema_registry_url() -> Iterator[str]:
         with schema_registry() as url:
             yield url
     except RegistryUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a real Schema Registry: {exc}")
-        pytest.skip(f"no Schema Registry: {exc}")
+        missing("a real Schema Registry", exc)
 
 
 @pytest.fixture
@@ -63,9 +68,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         server = Prometheus(prometheus_bin(), tmp_path_factory.mktemp("prometheus"))
         server.start()
     except PrometheusUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs Prometheus: {exc}")
-        pytest.skip(f"no Prometheus: {exc}")
+        missing("Prometheus", exc)
     try:
         yield server
     finally:

@@ -8,7 +8,6 @@ API (`query`, `query_range`), the way Grafana reads it, never the target's text 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -147,7 +146,3 @@ class Prometheus:
         data = self.api("query_range", query=expr, start=start, end=end, step=step)
         result: list[dict[str, Any]] = data["result"]
         return result
-
-
-def in_ci() -> bool:
-    return bool(os.environ.get("CI"))

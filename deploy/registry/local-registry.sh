@@ -33,6 +33,9 @@ pidfile="$state/registry.pid"
 logfile="$state/registry.log"
 url="http://127.0.0.1:$port/apis/ccompat/v7"
 
+# shellcheck source=../lib/pidfile.sh
+source "$here/../lib/pidfile.sh"
+
 log() { printf 'local-registry: %s\n' "$*" >&2; }
 
 fetch() {
@@ -73,8 +76,6 @@ find_java() {
   fi
   echo "$best"
 }
-
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 # GET /subjects answers 200 once the app (storage included) is up; then set Confluent's default
 # compatibility, BACKWARD (Apicurio's is NONE), so the local registry refuses what a user's would.
@@ -125,15 +126,7 @@ up() {
   log "ready at $url"
 }
 
-down() {
-  if ! running; then rm -f "$pidfile"; log "not running"; return 0; fi
-  pid="$(cat "$pidfile")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  if kill -0 "$pid" 2>/dev/null; then log "registry did not stop in 30 s; killing"; kill -9 "$pid" 2>/dev/null || true; fi
-  rm -f "$pidfile"
-  log "stopped"
-}
+down() { stop_by_pidfile registry; }
 
 case "${1:-}" in
   up) up ;;

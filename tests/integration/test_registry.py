@@ -65,6 +65,32 @@ def registry_client(schema_registry_url: str) -> Iterator[SchemaRegistryClient]:
         yield client
 
 
+@dataclass
+class Stack:
+    """What these tests work with: the broker, the service's settings, the registry, a proxy before it."""
+
+    bootstrap: str
+    new_topic: Callable[..., str]
+    settings: Callable[..., Settings]
+    url: str
+    client: SchemaRegistryClient
+    proxy: RegistryProxy
+
+
+@pytest.fixture
+def stack(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    service_settings: Callable[..., Settings],
+    schema_registry_url: str,
+    registry_client: SchemaRegistryClient,
+    registry_proxy: RegistryProxy,
+) -> Stack:
+    return Stack(
+        kafka_bootstrap, new_topic, service_settings, schema_registry_url, registry_client, registry_proxy
+    )
+
+
 def confluent_encoder(client: SchemaRegistryClient, topic: str) -> Encoder:
     return Encoder(encoding="confluent", schemas_dir=SCHEMAS, registry=client, subject=f"{topic}-value")
 
@@ -127,41 +153,32 @@ async def until(condition: Callable[[], bool], timeout_s: float = 90) -> None:
 
 
 async def test_records_written_by_confluent_kafkas_own_avro_serializer_are_decoded_and_sent(
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    service_settings: Callable[..., Settings],
-    schema_registry_url: str,
-    registry_proxy: RegistryProxy,
+    stack: Stack,
 ) -> None:
-    topic = new_topic(partitions=2)
+    topic = stack.new_topic(partitions=2)
     serializer = AvroSerializer(
-        make_registry_client(schema_registry_url),
+        make_registry_client(stack.url),
         (SCHEMAS / "segment_event.avsc").read_text(),
         conf=SERDE_CONF,
     )
     context = SerializationContext(topic, MessageField.VALUE)
     values = [(n % 2, serializer(to_avro(order_event(n)), context)) for n in range(12)]
     assert all(v[0] == 0 for _, v in values), "Confluent wire format: magic byte 0"
-    produce_values(kafka_bootstrap, topic, values)
-    settings = service_settings([topic], KAFKA_SCHEMA_REGISTRY_URL=registry_proxy.url)
+    produce_values(stack.bootstrap, topic, values)
+    settings = stack.settings([topic], KAFKA_SCHEMA_REGISTRY_URL=stack.proxy.url)
     journal, _ = await run_until_idle(settings)
     assert sent(journal) == {(0, "sent"): 6, (1, "sent"): 6}
     schema_id = int.from_bytes(values[0][1][1:5], "big")
-    assert registry_proxy.schema_fetches() == {f"/apis/ccompat/v7/schemas/ids/{schema_id}": 1}
+    assert stack.proxy.schema_fetches() == {f"/apis/ccompat/v7/schemas/ids/{schema_id}": 1}
 
 
 async def test_old_and_new_writers_of_an_evolving_schema_are_both_decoded_and_an_incompatible_one_refused(
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    service_settings: Callable[..., Settings],
-    schema_registry_url: str,
-    registry_client: SchemaRegistryClient,
-    registry_proxy: RegistryProxy,
+    stack: Stack,
 ) -> None:
-    topic = new_topic()
+    topic = stack.new_topic()
     subject = f"{topic}-value"
-    client = registry_client
-    set_compatibility(schema_registry_url, subject, "BACKWARD")
+    client = stack.client
+    set_compatibility(stack.url, subject, "BACKWARD")
     local = LocalSchemas.load(SCHEMAS)
     v1 = local.by_name["segment_event.v1"]
     v1_id = client.register_schema(subject, Schema(v1.text, "AVRO"))
@@ -182,51 +199,39 @@ async def test_old_and_new_writers_of_an_evolving_schema_are_both_decoded_and_an
 
     v2 = confluent_encoder(client, topic)
     produce_values(
-        kafka_bootstrap, topic, [(0, v1_value(n) if n % 2 else v2.encode(order_event(n))) for n in range(10)]
+        stack.bootstrap, topic, [(0, v1_value(n) if n % 2 else v2.encode(order_event(n))) for n in range(10)]
     )
-    journal, _ = await run_until_idle(service_settings([topic], KAFKA_SCHEMA_REGISTRY_URL=registry_proxy.url))
+    journal, _ = await run_until_idle(stack.settings([topic], KAFKA_SCHEMA_REGISTRY_URL=stack.proxy.url))
     assert sent(journal) == {(0, "sent"): 10}
-    assert registry_proxy.schema_fetches() == {
+    assert stack.proxy.schema_fetches() == {
         f"/apis/ccompat/v7/schemas/ids/{v1_id}": 1,
         f"/apis/ccompat/v7/schemas/ids/{v2_id}": 1,
     }
 
 
 async def test_a_schema_id_the_registry_does_not_know_is_dead_lettered_as_unknown_schema(
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    service_settings: Callable[..., Settings],
-    schema_registry_url: str,
-    registry_client: SchemaRegistryClient,
+    stack: Stack,
 ) -> None:
-    topic = new_topic()
-    good = confluent_encoder(registry_client, topic).encode(order_event(1))
+    topic = stack.new_topic()
+    good = confluent_encoder(stack.client, topic).encode(order_event(1))
     unknown = b"\x00" + (2**31 - 7).to_bytes(4, "big") + good[5:]
-    produce_values(kafka_bootstrap, topic, [(0, unknown), (0, good)])
-    journal, metrics = await run_until_idle(
-        service_settings([topic], KAFKA_SCHEMA_REGISTRY_URL=schema_registry_url)
-    )
+    produce_values(stack.bootstrap, topic, [(0, unknown), (0, good)])
+    journal, metrics = await run_until_idle(stack.settings([topic], KAFKA_SCHEMA_REGISTRY_URL=stack.url))
     assert sorted((o, r[0][1]) for _, _, o, r in journal) == [(0, "dead_lettered"), (1, "sent")]
     assert journal[[o for _, _, o, _ in journal].index(0)][3][0][2] == "unknown_schema"
     assert dead_lettered_unknown(metrics) == 1
 
 
 async def test_while_the_registry_is_down_its_records_wait_and_none_is_dead_lettered_then_all_are_sent(
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    service_settings: Callable[..., Settings],
-    registry_client: SchemaRegistryClient,
-    registry_proxy: RegistryProxy,
+    stack: Stack,
 ) -> None:
-    topic = new_topic(partitions=2)
-    encoder = confluent_encoder(registry_client, topic)
+    topic = stack.new_topic(partitions=2)
+    encoder = confluent_encoder(stack.client, topic)
     avro = [(0, encoder.encode(order_event(n))) for n in range(20)]
     plain = [(1, json_value(n)) for n in range(100, 110)]
-    produce_values(kafka_bootstrap, topic, avro + plain)
-    registry_proxy.down()
-    settings = service_settings(
-        [topic], KAFKA_SCHEMA_REGISTRY_URL=registry_proxy.url, CONSUMER_LAG_INTERVAL_S=1
-    )
+    produce_values(stack.bootstrap, topic, avro + plain)
+    stack.proxy.down()
+    settings = stack.settings([topic], KAFKA_SCHEMA_REGISTRY_URL=stack.proxy.url, CONSUMER_LAG_INTERVAL_S=1)
     async with running(settings) as run:
         await until(lambda: run.finished(1) == 10)  # the partition that needs no registry goes on
         await until(lambda: run.service.readiness_reasons().get("schema_registry", "") != "")
@@ -234,74 +239,64 @@ async def test_while_the_registry_is_down_its_records_wait_and_none_is_dead_lett
         assert status == 503
         assert body["checks"]["schema_registry"] is False
         assert "20 records of 1 partitions wait for their writer schema" in body["reasons"]["schema_registry"]
-        assert registry_proxy.url in body["reasons"]["schema_registry"]
+        assert stack.proxy.url in body["reasons"]["schema_registry"]
         assert run.finished(0) == 0
         assert run.metrics.registry.get_sample_value("kafka_twilio_records_waiting_for_schema") == 20
         assert dead_lettered_unknown(run.metrics) == 0
         unavailable = {"result": "registry_unavailable"}
         await until(lambda: (run.metrics.registry.get_sample_value("kafka_twilio_schema_lookups_total",
                                                                    unavailable) or 0) >= 2)  # fmt: skip
-        registry_proxy.up()
+        stack.proxy.up()
         await until(lambda: run.finished() == 30)
         status, body = await run.readyz()
         assert (status, body["checks"]["schema_registry"]) == (200, True)
     assert sent(run.journal) == {(0, "sent"): 20, (1, "sent"): 10}
     assert dead_lettered_unknown(run.metrics) == 0
-    assert sum(registry_proxy.schema_fetches().values()) == 1
+    assert sum(stack.proxy.schema_fetches().values()) == 1
 
 
-async def test_a_registry_that_hangs_delays_only_the_records_that_need_it(
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    service_settings: Callable[..., Settings],
-    registry_client: SchemaRegistryClient,
-    registry_proxy: RegistryProxy,
-) -> None:
-    topic = new_topic(partitions=2)
-    encoder = confluent_encoder(registry_client, topic)
-    registry_proxy.hold.clear()  # every request waits until the test lets it through
-    async with running(service_settings([topic], KAFKA_SCHEMA_REGISTRY_URL=registry_proxy.url)) as run:
+async def test_a_registry_that_hangs_delays_only_the_records_that_need_it(stack: Stack) -> None:
+    topic = stack.new_topic(partitions=2)
+    encoder = confluent_encoder(stack.client, topic)
+    stack.proxy.hold.clear()  # every request waits until the test lets it through
+    async with running(stack.settings([topic], KAFKA_SCHEMA_REGISTRY_URL=stack.proxy.url)) as run:
         await until(
             lambda: run.service.runtime is not None and bool(run.service.runtime.assignments.assigned)
         )
-        produce_values(kafka_bootstrap, topic, [(0, encoder.encode(order_event(n))) for n in range(5)])
-        await until(lambda: sum(n for p, n in registry_proxy.arrived.items() if "/schemas/ids/" in p) >= 1)
+        produce_values(stack.bootstrap, topic, [(0, encoder.encode(order_event(n))) for n in range(5)])
+        await until(lambda: sum(n for p, n in stack.proxy.arrived.items() if "/schemas/ids/" in p) >= 1)
         # The look-up hangs on its worker thread; the event loop sends other partitions' records and
         # answers the probes meanwhile.
-        produce_values(kafka_bootstrap, topic, [(1, json_value(n)) for n in range(200, 210)])
+        produce_values(stack.bootstrap, topic, [(1, json_value(n)) for n in range(200, 210)])
         await until(lambda: run.finished(1) == 10)
         _, body = await run.readyz()
         assert set(body["checks"]) >= {"schema_registry", "partitions_assigned"}
         assert run.finished(0) == 0
-        registry_proxy.hold.set()
+        stack.proxy.hold.set()
         await until(lambda: run.finished(0) == 5)
     assert sent(run.journal) == {(0, "sent"): 5, (1, "sent"): 10}
 
 
 def test_the_produce_command_registers_the_schema_and_writes_through_the_registry(
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    schema_registry_url: str,
-    registry_client: SchemaRegistryClient,
-    tmp_path: Path,
+    stack: Stack, tmp_path: Path
 ) -> None:
     from consumer.cli import main as cli_main
     from consumer.events.decode import Decoder
     from tests.integration.test_produce import _consume
 
-    topic = new_topic()
+    topic = stack.new_topic()
     path = tmp_path / "events.jsonl"
     events = [order_event(n) for n in range(3)]
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    argv = ["produce", "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--file", str(path),
-            "--encoding", "confluent", "--registry-url", schema_registry_url,
+    argv = ["produce", "--bootstrap-servers", stack.bootstrap, "--topic", topic, "--file", str(path),
+            "--encoding", "confluent", "--registry-url", stack.url,
             "--schemas-dir", str(SCHEMAS)]  # fmt: skip
     assert cli_main(argv) == 0
-    client = registry_client
+    client = stack.client
     latest = client.get_latest_version(f"{topic}-value")
-    messages = _consume(kafka_bootstrap, topic, 3)
+    messages = _consume(stack.bootstrap, topic, 3)
     assert {int.from_bytes(m.value()[1:5], "big") for m in messages} == {latest.schema_id}
-    decoder = Decoder(schemas_dir=SCHEMAS, registry=registry_client)
+    decoder = Decoder(schemas_dir=SCHEMAS, registry=stack.client)
     assert [decoder.decode(m.value()).message_id for m in messages] == [e["messageId"] for e in events]
     assert cli_main(argv) == 0, "a second run finds the schema registered and writes with the same id"
     assert client.get_versions(f"{topic}-value") == [latest.version]

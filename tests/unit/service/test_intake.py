@@ -40,10 +40,19 @@ def confluent(registry: Registry, n: int, phone: str | None = None) -> bytes:
     )
 
 
-def replica(tmp_path: Path, registry: Registry) -> Replica:
+def replica(tmp_path: Path, *, down: bool) -> tuple[Replica, Registry]:
+    """A replica decoding through a fresh registry, which starts down (refusing) or up."""
+    registry = Registry()
+    if down:
+        registry.down.set()
     r = Replica(tmp_path)
     r.decoder = Decoder(schemas_dir=ROOT / "schemas", registry=registry)
-    return r
+    return r, registry
+
+
+def append_confluent(r: Replica, registry: Registry, partition: int, numbers: range) -> None:
+    for n in numbers:
+        r.kafka.cluster.append(TOPIC, partition, confluent(registry, n))
 
 
 def bodies(r: Replica) -> list[str]:
@@ -53,12 +62,9 @@ def bodies(r: Replica) -> list[str]:
 async def test_a_registry_outage_holds_its_partition_and_dead_letters_nothing_then_sends_everything(
     tmp_path: Path,
 ) -> None:
-    registry = Registry()
-    registry.down.set()
-    r = replica(tmp_path, registry)
+    r, registry = replica(tmp_path, down=True)
     async with r:
-        for n in range(5):
-            r.kafka.cluster.append(TOPIC, 0, confluent(registry, n))
+        append_confluent(r, registry, 0, range(5))
         for n in range(10, 15):
             r.kafka.cluster.append(TOPIC, 1, event(n))  # JSON: needs no registry
         r.consumer.rebalance(assign=[(TOPIC, 0), (TOPIC, 1)])
@@ -84,9 +90,7 @@ async def test_a_registry_outage_holds_its_partition_and_dead_letters_nothing_th
 async def test_records_behind_one_that_waits_for_its_schema_wait_too_even_when_they_need_none(
     tmp_path: Path,
 ) -> None:
-    registry = Registry()
-    registry.down.set()
-    r = replica(tmp_path, registry)
+    r, registry = replica(tmp_path, down=True)
     async with r:
         # One recipient: the Avro record, then a JSON one that could be decoded at once.
         r.kafka.cluster.append(TOPIC, 0, confluent(registry, 1, phone="+14155550001"))
@@ -102,12 +106,10 @@ async def test_records_behind_one_that_waits_for_its_schema_wait_too_even_when_t
 async def test_a_schema_the_registry_does_not_have_dead_letters_that_record_and_the_partition_goes_on(
     tmp_path: Path,
 ) -> None:
-    registry = Registry()
-    r = replica(tmp_path, registry)
+    r, registry = replica(tmp_path, down=False)
     async with r:
         r.kafka.cluster.append(TOPIC, 0, b"\x00\x00\x00\x03\xe7" + confluent(registry, 0)[5:])  # id 999
-        r.kafka.cluster.append(TOPIC, 0, confluent(registry, 1))
-        r.kafka.cluster.append(TOPIC, 0, confluent(registry, 2))
+        append_confluent(r, registry, 0, range(1, 3))
         r.consumer.rebalance(assign=[(TOPIC, 0)])
         await until(lambda: r.committed(0) == 3)
     assert [outcome for _, outcome in r.outcomes(0)] == [
@@ -122,12 +124,9 @@ async def test_a_schema_the_registry_does_not_have_dead_letters_that_record_and_
 async def test_a_partition_revoked_while_it_waits_drops_its_held_records_unsent_and_uncommitted(
     tmp_path: Path,
 ) -> None:
-    registry = Registry()
-    registry.down.set()
-    r = replica(tmp_path, registry)
+    r, registry = replica(tmp_path, down=True)
     async with r:
-        for n in range(3):
-            r.kafka.cluster.append(TOPIC, 0, confluent(registry, n))
+        append_confluent(r, registry, 0, range(3))
         r.consumer.rebalance(assign=[(TOPIC, 0)])
         await until(lambda: r.sample("kafka_twilio_records_waiting_for_schema") == 3)
         r.consumer.rebalance(revoke=[(TOPIC, 0)])
