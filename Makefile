@@ -10,7 +10,7 @@ KAFKA := PYTHON=$(abspath $(PY)) bash deploy/kafka/local-kafka.sh
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -26,8 +26,12 @@ install: $(STAMP) ## create .venv with runtime and dev dependencies (re-runs whe
 tools: ## build kustomize, helm and the PromQL checker for the deploy tests (once; cached in .cache/)
 	bash deploy/tools.sh
 
+.PHONY: prometheus
+prometheus: ## Prometheus and promtool for the tests: from PATH, else Debian's package unpacked into .cache/ (once)
+	bash deploy/prometheus/install.sh
+
 .PHONY: test
-test: install tools ## run every test; integration tests use KAFKA_BOOTSTRAP_SERVERS or start the local broker
+test: install tools prometheus ## every test (alerts via promtool too); starts the broker/registry when missing
 	$(PY) -m pytest
 
 .PHONY: unit
@@ -53,14 +57,22 @@ kafka-up: install ## start the local Apache Kafka broker (jars fetched once); ha
 kafka-down: ## stop the local Kafka broker; harmless when stopped
 	$(KAFKA) down
 
+.PHONY: registry-up
+registry-up: ## start the local Schema Registry (Apicurio, fetched once with Maven); harmless when running
+	bash deploy/registry/local-registry.sh up
+
+.PHONY: registry-down
+registry-down: ## stop the local Schema Registry; harmless when stopped
+	bash deploy/registry/local-registry.sh down
+
 .PHONY: bench
 bench: install ## run the benchmarks in bench/ (results in bench/results/, summary in README)
 	$(PY) bench/run_all.py
 
 .PHONY: demo
-demo: install ## the whole path on sample events: local Kafka, Twilio simulator, consumer, summary
+demo: install ## sample events end to end (local Kafka, Twilio simulator); DEMO_ENCODING=confluent: via a registry
 	$(PY) -m consumer.cli demo
 
 .PHONY: clean
-clean: kafka-down ## stop the broker and remove local state (keeps the downloaded jars)
+clean: kafka-down registry-down ## stop the broker and the registry, remove local state (keeps downloads)
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

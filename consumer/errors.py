@@ -3,7 +3,7 @@
     ConsumerError
      ├── SettingsError          settings invalid at start-up (names the variable and the fix)
      ├── DecodeError            bytes could not become an Event (dead-lettered, stage "decode")
-     │    └── RegistryError     the Schema Registry was unreachable or answered an error
+     ├── RegistryError          the Schema Registry could not be asked (the records wait, never dead-lettered)
      ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
      ├── RenderError            an Event x Mapping could not become a Twilio request
      ├── TwilioError            Twilio answered an error, or the request failed in transport
@@ -74,8 +74,23 @@ class DecodeError(ConsumerError):
         self.reason = reason
 
 
-class RegistryError(DecodeError):
-    """The Schema Registry could not be reached or answered an error, after retries."""
+class RegistryError(ConsumerError):
+    """The Schema Registry could not be asked for a writer schema: unreachable, slow, failing (5xx) or
+    refusing the credentials. Not a DecodeError: nothing is wrong with the record, so it waits (with
+    every later record of its partition) until the registry answers, and is never dead-lettered.
+
+    `reason` is `registry_unavailable` or `registry_refused` (credentials); `key` is the schema id or
+    GUID asked for.
+    """
+
+    stage = "registry"
+
+    def __init__(
+        self, message: str, *, reason: str, key: int | str | None = None, record: RecordRef | None = None
+    ) -> None:
+        super().__init__(message, record=record)
+        self.reason = reason
+        self.key = key
 
 
 class MappingError(ConsumerError):

@@ -53,6 +53,17 @@ class Metrics:
             "dead_letters", "Records written to the dead-letter topic.", ["stage", "reason"]
         )
         self.ready = self._gauge("ready", "1 when partitions are assigned and Twilio is reachable.")
+        self.schema_lookups = self._counter(
+            "schema_lookups",
+            "Schema Registry look-ups of writer schemas, by result (ok, unknown_schema, schema_mismatch, "
+            "registry_unavailable, registry_refused).",
+            ["result"],
+        )
+        self.records_waiting_for_schema = self._gauge(
+            "records_waiting_for_schema",
+            "Records held until the Schema Registry gives their writer schema (with their partition's "
+            "later records).",
+        )
 
     def _twilio(self) -> None:
         self.twilio_requests = self._counter(

@@ -1,8 +1,9 @@
 """`kafka-twilio demo`: the whole path on sample events, on this machine, then a summary.
 
 Starts what is missing (the local Kafka broker unless KAFKA_BOOTSTRAP_SERVERS answers; the Twilio
-simulator unless real Twilio credentials are set), produces the sample events to a fresh topic, runs
-the consumer until it is idle, prints what happened, and stops everything it started.
+simulator unless real Twilio credentials are set; with `--encoding confluent`, or DEMO_ENCODING=confluent,
+the local Schema Registry unless KAFKA_SCHEMA_REGISTRY_URL answers), produces the sample events to a
+fresh topic, runs the consumer until it is idle, prints what happened, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -55,6 +56,40 @@ def kafka(bootstrap: str) -> Iterator[str]:
         yield "127.0.0.1:" + os.environ.get("KAFKA_PORT", "9092")
     finally:
         subprocess.run(["bash", str(script), "down"], check=False, env=env)  # noqa: S603,S607
+
+
+def _registry_answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        # The URL is the user's registry setting or our loopback one: http(s) is what they hold.
+        with urllib.request.urlopen(f"{url.rstrip('/')}/subjects", timeout=3) as answer:  # noqa: S310
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def schema_registry(url: str) -> Iterator[str]:
+    """Yield a Schema Registry URL that answers: `url` when set, else the project's local registry
+    (started here and stopped after, when it is not running)."""
+    if url:
+        if not _registry_answers(url):
+            raise SystemExit(f"demo: no Schema Registry answers at {url} (KAFKA_SCHEMA_REGISTRY_URL)")
+        yield url
+        return
+    script = ROOT / "deploy" / "registry" / "local-registry.sh"
+    local = subprocess.run(["bash", str(script), "url"], check=True, capture_output=True, text=True)  # noqa: S603,S607
+    local_url = local.stdout.strip()
+    if _registry_answers(local_url):
+        yield local_url
+        return
+    print("demo: starting the local Schema Registry (Apicurio; the first run fetches it with Maven)")
+    subprocess.run(["bash", str(script), "up"], check=True)  # noqa: S603,S607
+    try:
+        yield local_url
+    finally:
+        subprocess.run(["bash", str(script), "down"], check=False)  # noqa: S603,S607
 
 
 @contextlib.contextmanager
@@ -112,11 +147,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mappings", type=Path, default=ROOT / "examples" / "mappings.yaml")
     parser.add_argument("--events", type=Path, default=ROOT / "examples" / "events.jsonl")
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument(
+        "--encoding", choices=("single-object", "confluent", "json"),
+        default=os.environ.get("DEMO_ENCODING") or "single-object",
+        help="how the events are written: Avro single-object (local schemas), the Confluent wire format "
+        "through a Schema Registry, or Segment JSON (default: DEMO_ENCODING, else single-object)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging("WARNING", style="text")
     base_env = load_settings()  # validates what the user set before we start anything
-    with kafka(base_env.kafka.bootstrap_servers) as bootstrap, twilio(base_env.twilio.configured) as tw:
-        result = _run(args, bootstrap, tw)
+    registry = (
+        schema_registry(base_env.kafka.schema_registry_url)
+        if args.encoding == "confluent"
+        else contextlib.nullcontext("")
+    )
+    with (
+        kafka(base_env.kafka.bootstrap_servers) as bootstrap,
+        registry as registry_url,
+        twilio(base_env.twilio.configured) as tw,
+    ):
+        result = _run(args, bootstrap, {**tw, "KAFKA_SCHEMA_REGISTRY_URL": registry_url})
     # Printed last, once the broker and the simulator are stopped: nothing of theirs follows it.
     _summary(result)
     return result.code
@@ -131,7 +181,7 @@ class _Result:
     outcomes: list[tuple[str, int, int, list[tuple[str, str, str]]]]
 
 
-def _run(args: argparse.Namespace, bootstrap: str, twilio_env: dict[str, str]) -> _Result:
+def _run(args: argparse.Namespace, bootstrap: str, service_env: dict[str, str]) -> _Result:
     """Produce the sample events to fresh topics and run the service on them until it is idle."""
     from consumer.commands.produce import produce_events
     from consumer.service.main import run_service
@@ -143,11 +193,13 @@ def _run(args: argparse.Namespace, bootstrap: str, twilio_env: dict[str, str]) -
     _create_topics(bootstrap, {topic: args.partitions, dlq: 1})
     events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
     _move_appointments_ahead(events, datetime.now(UTC))
-    produced = produce_events(events, bootstrap=bootstrap, topic=topic, encoding="single-object",
-                              schemas_dir=ROOT / "schemas")  # fmt: skip
+    registry_url = service_env.get("KAFKA_SCHEMA_REGISTRY_URL", "")
+    produced = produce_events(events, bootstrap=bootstrap, topic=topic, encoding=args.encoding,
+                              schemas_dir=ROOT / "schemas", registry_url=registry_url)  # fmt: skip
     produced += _produce_garbage(bootstrap, topic)
-    print(f"demo: produced {produced} records to {topic} ({args.partitions} partitions)")
-    env = {**twilio_env,
+    how = f"{args.encoding}, through the Schema Registry at {registry_url}" if registry_url else args.encoding
+    print(f"demo: produced {produced} records to {topic} ({args.partitions} partitions, {how})")
+    env = {**service_env,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": topic, "KAFKA_GROUP_ID": f"demo-{run}",
         "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
         "CONSUMER_MAPPINGS": str(args.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),

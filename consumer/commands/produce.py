@@ -2,8 +2,9 @@
 
 `kafka-twilio produce --bootstrap-servers HOST:PORT --topic T --file events.jsonl` is what tests, the
 demo and benchmarks use to make input. Encodings mirror the decoder's: `single-object` (local
-schemas, no registry), `confluent` (registered through a Schema Registry, subject `<topic>-value`),
-`schemaless` (bare Avro) and `json`. Records are keyed by userId (else anonymousId), so one
+schemas, no registry), `confluent` (the schema registered, if it is not yet, under subject
+`<topic>-value` of the Schema Registry at `--registry-url` or KAFKA_SCHEMA_REGISTRY_URL, and its id
+in every record), `schemaless` (bare Avro) and `json`. Records are keyed by userId (else anonymousId), so one
 person's events stay on one partition, in order.
 """
 
@@ -38,6 +39,8 @@ def produce_events(
     encoding: str = "single-object",
     schemas_dir: Path = Path("schemas"),
     registry_url: str = "",
+    registry_user: str = "",
+    registry_password: str = "",
     client_config: Mapping[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
@@ -50,8 +53,15 @@ def produce_events(
     if registry_url:
         from consumer.events.registry import make_registry_client
 
-        registry = make_registry_client(registry_url)
-    encoder = Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value")
+        registry = make_registry_client(registry_url, registry_user, registry_password)
+    try:
+        encoder = Encoder(
+            encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value"
+        )
+    finally:
+        # The encoder keeps only the id it registered; the client's connections can go.
+        if registry is not None and not registry_url.startswith("mock://"):
+            registry.close()
     # librdkafka's own lines (a fresh broker's "Failed to acquire idempotence PID") go through logging.
     logger = logging.getLogger("librdkafka")
     producer = Producer(
@@ -117,14 +127,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--topic", required=True, help="topic to produce to")
     parser.add_argument("--file", required=True, help="JSON lines file of Segment events ('-' for stdin)")
     parser.add_argument("--encoding", choices=ENCODINGS, default="single-object", help="value encoding")
-    parser.add_argument("--registry-url", default="", help="Schema Registry URL (needed for 'confluent')")
+    parser.add_argument(
+        "--registry-url",
+        default="",
+        help="Schema Registry URL for 'confluent' (default: KAFKA_SCHEMA_REGISTRY_URL)",
+    )
     parser.add_argument("--schemas-dir", type=Path, default=Path("schemas"), help="local Avro schemas")
     args = parser.parse_args(argv)
-    if args.encoding == "confluent" and not args.registry_url:
-        parser.error("--encoding confluent needs --registry-url")
-    progress = Progress(f"produce to {args.topic}")
     try:
         kafka = load_kafka_settings()
+    except ConsumerError as exc:
+        print(f"kafka-twilio produce: {exc}", file=sys.stderr)
+        return 1
+    registry_url = args.registry_url or kafka.schema_registry_url
+    if args.encoding == "confluent" and not registry_url:
+        parser.error("--encoding confluent needs --registry-url (or KAFKA_SCHEMA_REGISTRY_URL)")
+    password = kafka.schema_registry_password.get_secret_value() if kafka.schema_registry_password else ""
+    progress = Progress(f"produce to {args.topic}")
+    try:
         stream: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
         with stream:
             count = produce_events(
@@ -133,7 +153,9 @@ def main(argv: list[str]) -> int:
                 topic=args.topic,
                 encoding=args.encoding,
                 schemas_dir=args.schemas_dir,
-                registry_url=args.registry_url,
+                registry_url=registry_url if args.encoding == "confluent" else "",
+                registry_user=kafka.schema_registry_user,
+                registry_password=password,
                 client_config=kafka.client,
                 progress=progress.update,
             )

@@ -10,7 +10,10 @@ Encodings (`auto` detects the first three by their first bytes):
 
 Every writer schema is resolved against the current reader schema (`schemas/segment_event.avsc`)
 with Avro's resolution rules, so older and newer compatible writers decode to the same Event.
-Apart from registry look-ups (a cached edge), decoding is pure and raises only DecodeError.
+Decoding is pure and raises only DecodeError once the writer schema is known. A registry schema not
+known yet is looked up by `decode` itself (blocking, with retries: for one-shot callers), or, in the
+service, ahead of time off the event loop: `registry_key` says which schema a record still needs,
+`fetch_schema` asks the registry once, `learn` caches the answer (`consumer.service.lookups`).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Any
 import fastavro
 import fastavro.read
 
-from consumer.errors import DecodeError, RecordRef, SettingsError
+from consumer.errors import DecodeError, RecordRef, RegistryError, SettingsError
 from consumer.events.model import JSON, Event
-from consumer.events.registry import RegistrySchemas, make_registry_client
+from consumer.events.registry import RegistryKey, RegistrySchemas, describe_key, make_registry_client
 from consumer.events.schemas import SINGLE_OBJECT_MAGIC, AvroSchema, LocalSchemas, from_avro, parse_schema
 
 __all__ = ["ENCODINGS", "Decoder", "Headers", "make_registry_client", "to_event"]
@@ -82,7 +85,35 @@ class Decoder:
         )
         self._by_fingerprint = {fp: self._writer(s) for fp, s in self._local.by_fingerprint.items()}
         self._schemaless = self._writer(self._local.named(schemaless_schema)) if schemaless_schema else None
-        self._by_id: dict[int | str, _Writer] = {}
+        self._by_id: dict[RegistryKey, _Writer] = {}
+
+    def registry_key(self, value: bytes | None, headers: Headers | None = None) -> RegistryKey | None:
+        """The registry id or GUID of the writer schema `value` needs and this decoder has not got yet;
+        None when it needs none, has it, or the record is broken in a way `decode` will report."""
+        if self._registry is None or value is None or len(value) > self.max_bytes:
+            return None
+        key = _registry_key(value, headers, self.encoding)
+        return None if key is None or key in self._by_id else key
+
+    def fetch_schema(self, key: RegistryKey) -> str:
+        """Ask the registry for `key` once (blocking; DecodeError or RegistryError, see the registry edge)."""
+        if self._registry is None:
+            raise SettingsError("no Schema Registry is configured")
+        return self._registry.fetch(key)
+
+    def learn(self, key: RegistryKey, text: str) -> None:
+        """Keep the writer schema registered under `key`; DecodeError when it is not an Avro record."""
+        what = f"registry {describe_key(key)}"
+        try:
+            schema = parse_schema(text, source=what)
+        except ValueError as exc:
+            raise DecodeError(f"{exc}; register an Avro record schema", reason="schema_mismatch") from exc
+        self._by_id[key] = self._writer(schema)
+
+    def close(self) -> None:
+        """Let go of the registry client's connections (at the end of a run)."""
+        if self._registry is not None:
+            self._registry.close()
 
     def decode(
         self,
@@ -91,10 +122,11 @@ class Decoder:
         *,
         record: RecordRef | None = None,
     ) -> Event:
-        """Decode one record value; raise DecodeError (with `record` attached) when it cannot be."""
+        """Decode one record value; raise DecodeError (with `record` attached) when it cannot be, or
+        RegistryError when the registry, asked with retries, could not say what the writer schema is."""
         try:
             return self._decode(value, headers)
-        except DecodeError as exc:
+        except (DecodeError, RegistryError) as exc:
             if record is not None:
                 exc.with_record(record)
             raise
@@ -164,36 +196,27 @@ class Decoder:
         return writer
 
     def _from_header(self, raw: bytes | None) -> _Writer:
-        if raw and raw[0] == 1 and len(raw) == _GUID_HEADER:
-            guid = raw[1:].hex()
-            guid = f"{guid[:8]}-{guid[8:12]}-{guid[12:16]}-{guid[16:20]}-{guid[20:]}"
-            return self._registry_writer(guid)
-        if raw and raw[0] == 0 and len(raw) == _CONFLUENT_HEADER:
-            return self._registry_writer(int.from_bytes(raw[1:5], "big"))
-        raise DecodeError(
-            f"header {VALUE_SCHEMA_ID_HEADER} is not a schema id (0x00 + 4 bytes) or GUID (0x01 + 16 "
-            "bytes); fix the producer's serializer settings",
-            reason="bad_magic_byte",
-        )
+        key = _header_key(raw)
+        if key is None:
+            raise DecodeError(
+                f"header {VALUE_SCHEMA_ID_HEADER} is not a schema id (0x00 + 4 bytes) or GUID (0x01 + 16 "
+                "bytes); fix the producer's serializer settings",
+                reason="bad_magic_byte",
+            )
+        return self._registry_writer(key)
 
-    def _registry_writer(self, key: int | str) -> _Writer:
+    def _registry_writer(self, key: RegistryKey) -> _Writer:
         cached = self._by_id.get(key)
         if cached is not None:
             return cached
-        what = f"registry id {key}" if isinstance(key, int) else f"registry GUID {key}"
         if self._registry is None:
             raise DecodeError(
-                f"the record names Schema Registry schema {what}, but no registry is configured; set the "
-                "registry URL (or produce with local schemas)",
+                f"the record names Schema Registry schema {describe_key(key)}, but no registry is "
+                "configured; set the registry URL (or produce with local schemas)",
                 reason="unknown_schema",
             )
-        text = self._registry.by_id(key) if isinstance(key, int) else self._registry.by_guid(key)
-        try:
-            schema = parse_schema(text, source=what)
-        except ValueError as exc:
-            raise DecodeError(f"{exc}; register an Avro record schema", reason="schema_mismatch") from exc
-        writer = self._by_id[key] = self._writer(schema)
-        return writer
+        self.learn(key, self._registry.lookup(key))
+        return self._by_id[key]
 
     def _writer(self, schema: AvroSchema) -> _Writer:
         same = schema.canonical == self._reader.canonical
@@ -251,6 +274,29 @@ class Decoder:
                 "the Avro record nests values too deeply to decode; flatten the event",
                 reason="schema_mismatch",
             ) from None
+
+
+def _header_key(raw: bytes | None) -> RegistryKey | None:
+    """The schema id or GUID in a `__value_schema_id` header; None when it is neither."""
+    if raw and raw[0] == 1 and len(raw) == _GUID_HEADER:
+        guid = raw[1:].hex()
+        return f"{guid[:8]}-{guid[8:12]}-{guid[12:16]}-{guid[16:20]}-{guid[20:]}"
+    if raw and raw[0] == 0 and len(raw) == _CONFLUENT_HEADER:
+        return int.from_bytes(raw[1:5], "big")
+    return None
+
+
+def _registry_key(value: bytes, headers: Headers | None, encoding: str) -> RegistryKey | None:
+    """The registry schema `_decode` will ask for, by the same rules; None when it asks for none."""
+    if encoding not in ("auto", "confluent"):
+        return None
+    if headers:
+        raw = _header(headers, VALUE_SCHEMA_ID_HEADER)
+        if raw is not None:
+            return _header_key(raw)
+    if len(value) >= _CONFLUENT_HEADER and value[0] == 0:
+        return int.from_bytes(value[1:5], "big")
+    return None
 
 
 def _detect(value: bytes) -> str:

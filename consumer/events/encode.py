@@ -38,7 +38,7 @@ class Encoder:
         elif encoding == "confluent":
             if registry is None or not subject:
                 raise SettingsError("encoding 'confluent' needs a Schema Registry and a subject")
-            self._prefix = b"\x00" + _register(registry, subject, schema.canonical, schema.source)
+            self._prefix = b"\x00" + _register(registry, subject, schema.text, schema.source)
 
     def encode(self, event: Mapping[str, JSON]) -> bytes:
         """The value bytes for one event; ValueError when it holds something JSON cannot."""
@@ -55,13 +55,13 @@ class Encoder:
         return buf.getvalue()
 
 
-def _register(registry: Any, subject: str, canonical: str, source: str) -> bytes:
+def _register(registry: Any, subject: str, text: str, source: str) -> bytes:
     from confluent_kafka.schema_registry import Schema
 
     from consumer.events.registry import describe_client
 
     try:
-        schema_id = int(registry.register_schema(subject, Schema(canonical, "AVRO")))
+        schema_id = int(registry.register_schema(subject, Schema(text, "AVRO")))
     except Exception as exc:
         raise SettingsError(
             f"could not register {source} under subject {subject!r} at {describe_client(registry)}: "

@@ -1,9 +1,16 @@
-"""The Schema Registry edge: writer schemas by id (or GUID), retried with backoff, cached.
+"""The Schema Registry edge: writer schemas by id (or GUID), one request at a time or retried.
 
-Any Confluent-compatible registry works (Confluent, Karapace, Apicurio's ccompat API) through
-confluent-kafka's client; `mock://name` gives confluent-kafka's in-process mock for tests. Third-party
-errors are translated here, once, into DecodeError (`unknown_schema`, `schema_mismatch`) or
-RegistryError (`registry_unavailable`).
+Any Confluent-compatible registry works (Confluent, Karapace, Apicurio's ccompat API at
+`/apis/ccompat/v7`) through confluent-kafka's client; `mock://name` gives confluent-kafka's
+in-process mock for tests. Only two calls of the Confluent API are relied on: `GET /schemas/ids/{id}`
+(and `GET /schemas/guids/{guid}` for header-borne GUIDs) to read, and `POST /subjects/{subject}/versions`
+to register (the `produce` command). Third-party errors are translated here, once:
+
+- 404 with a Schema Registry "not found" code (404xx): DecodeError `unknown_schema`; the record
+  names a schema this registry does not have, and waiting will not change that.
+- the schema is not Avro: DecodeError `schema_mismatch`.
+- anything else (refused connection, timeout, 5xx, 401/403, a 404 without that code, which is a wrong
+  URL or a registry without the route): RegistryError. Nothing is wrong with the record: it waits.
 """
 
 from __future__ import annotations
@@ -17,24 +24,34 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.errors import DecodeError, RegistryError
+from consumer.pipeline.retry import compute_backoff
+
+#: A writer schema's name in the registry: its id (wire format), or its GUID (header form).
+RegistryKey = int | str
 
 _NOT_FOUND = 404
-_MOCKS: dict[str, SchemaRegistryClient] = {}
+#: Confluent's "not found" error codes (40403 schema, 40401 subject; confluent-kafka's mock: 40400).
+#: A 404 with one of them comes from a registry; a 404 without one, from something else at that URL.
+_NOT_FOUND_CODES = range(40400, 40500)
 _AUTH = frozenset({401, 403})
+_MOCKS: dict[str, SchemaRegistryClient] = {}
+#: Seconds a registry request may take: a registry that never answers (seen with Apicurio 3.3 on
+#: routes it does not implement) must become a retry, not a look-up that hangs for ever.
+REQUEST_TIMEOUT_S = 10
 
 
 def make_registry_client(url: str, user: str = "", password: str = "") -> SchemaRegistryClient:
     """Build a registry client for `url` (comma-separated for several; `mock://x` for tests).
 
-    The client's own retries are turned off: `RegistrySchemas` retries, so that the number of
-    attempts and the backoff are ours to state and test. `mock://` clients are shared per URL, so a
-    producer and a decoder in one process see the same in-memory registry (as Java's mock scopes do).
+    The client's own retries are turned off: our callers retry, so that the attempts and the backoff
+    are ours to state and test. `mock://` clients are shared per URL, so a producer and a decoder in
+    one process see the same in-memory registry (as Java's mock scopes do).
     """
     if url.startswith("mock://"):
         if url not in _MOCKS:
             _MOCKS[url] = SchemaRegistryClient.new_client({"url": url})
         return _MOCKS[url]
-    conf: dict[str, Any] = {"url": url, "max.retries": 0, "timeout": 10}
+    conf: dict[str, Any] = {"url": url, "max.retries": 0, "timeout": REQUEST_TIMEOUT_S}
     if user or password:
         conf["basic.auth.user.info"] = f"{user}:{password}"
     client: SchemaRegistryClient = SchemaRegistryClient.new_client(conf)
@@ -61,8 +78,12 @@ def describe_client(client: Any) -> str:
     return "the configured Schema Registry"
 
 
+def describe_key(key: RegistryKey) -> str:
+    return f"id {key}" if isinstance(key, int) else f"GUID {key}"
+
+
 class RegistrySchemas:
-    """Look writer schemas up by id or GUID; retry transient failures, cache answers."""
+    """Ask a registry for writer schemas: `fetch` is one request, `lookup` retries it with backoff."""
 
     def __init__(
         self,
@@ -78,56 +99,86 @@ class RegistrySchemas:
         self._base_delay_s = base_delay_s
         self._max_delay_s = max_delay_s
         self._sleep = sleep
-        self._by_id: dict[int, str] = {}
-        self._by_guid: dict[str, str] = {}
         self.url = describe_client(client)
 
-    def by_id(self, schema_id: int) -> str:
-        """The schema text registered under `schema_id`."""
-        if schema_id not in self._by_id:
-            self._by_id[schema_id] = self._fetch(
-                f"id {schema_id}", lambda: self._client.get_schema(schema_id)
+    def fetch(self, key: RegistryKey) -> str:
+        """The Avro schema text registered under `key`: one request, blocking (run it off the loop).
+
+        Raises DecodeError when the registry does not have it or it is not Avro, RegistryError when
+        the registry could not be asked."""
+        what = describe_key(key)
+        try:
+            schema = (
+                self._client.get_schema(key) if isinstance(key, int) else self._client.get_schema_by_guid(key)
             )
-        return self._by_id[schema_id]
+        except SchemaRegistryError as exc:
+            raise self._translate(exc, key) from exc
+        # Transport errors vary by client version (requests, httpx): every one means "not asked".
+        except Exception as exc:
+            raise RegistryError(
+                f"the Schema Registry at {self.url} did not answer for schema {what} ({type(exc).__name__}: "
+                f"{exc}); check that it is running and reachable",
+                reason="registry_unavailable",
+                key=key,
+            ) from exc
+        return _avro_text(schema, what, self.url)
 
-    def by_guid(self, guid: str) -> str:
-        """The schema text registered under `guid` (Confluent's header-based schema ids)."""
-        if guid not in self._by_guid:
-            self._by_guid[guid] = self._fetch(f"GUID {guid}", lambda: self._client.get_schema_by_guid(guid))
-        return self._by_guid[guid]
-
-    def _fetch(self, what: str, call: Callable[[], Any]) -> str:
-        last: BaseException | None = None
+    def lookup(self, key: RegistryKey) -> str:
+        """`fetch`, retried with backoff while the registry cannot be asked (refused credentials are not
+        retried). For one-shot callers; the service never blocks its event loop on this."""
+        last: RegistryError | None = None
         for attempt in range(self._attempts):
             if attempt:
-                self._sleep(min(self._max_delay_s, self._base_delay_s * 2 ** (attempt - 1)))
+                self._sleep(
+                    compute_backoff(attempt - 1, base_s=self._base_delay_s, cap_s=self._max_delay_s, rand=1.0)
+                )
             try:
-                schema = call()
-            except SchemaRegistryError as exc:
-                status = int(getattr(exc, "http_status_code", 0) or 0)
-                if status == _NOT_FOUND:
-                    raise DecodeError(
-                        f"schema {what} is not in the Schema Registry at {self.url}: the producer used "
-                        "another registry, or the schema was deleted; point the consumer at the producer's "
-                        "registry",
-                        reason="unknown_schema",
-                    ) from exc
-                if status in _AUTH:
-                    raise RegistryError(
-                        f"the Schema Registry at {self.url} refused the credentials (HTTP {status}) when "
-                        f"fetching schema {what}; check the registry user and password settings",
-                        reason="registry_unavailable",
-                    ) from exc
-                last = exc
-            except Exception as exc:  # noqa: BLE001 - transport errors vary by client version
-                last = exc
-            else:
-                return _avro_text(schema, what, self.url)
-        raise RegistryError(
-            f"the Schema Registry at {self.url} did not answer for schema {what} after {self._attempts} "
-            f"attempts ({type(last).__name__}: {last}); check that it is running and reachable",
+                return self.fetch(key)
+            except RegistryError as error:
+                if error.reason == "registry_refused":
+                    raise
+                last = error
+        assert last is not None
+        last.message = f"{last.message} (after {self._attempts} attempts)"
+        raise last
+
+    def close(self) -> None:
+        """Close the client's connections (mock:// clients are shared and have none)."""
+        close = getattr(self._client, "close", None)
+        if callable(close) and not self.url.startswith("mock://"):
+            close()
+
+    def _translate(self, exc: SchemaRegistryError, key: RegistryKey) -> DecodeError | RegistryError:
+        what = describe_key(key)
+        status = int(getattr(exc, "http_status_code", 0) or 0)
+        code = getattr(exc, "error_code", None)
+        if status == _NOT_FOUND and code in _NOT_FOUND_CODES:
+            return DecodeError(
+                f"schema {what} is not in the Schema Registry at {self.url}: the producer used another "
+                "registry, or the schema was deleted; point the consumer at the producer's registry",
+                reason="unknown_schema",
+            )
+        if status in _AUTH:
+            return RegistryError(
+                f"the Schema Registry at {self.url} refused the credentials (HTTP {status}) when fetching "
+                f"schema {what}; check the registry user and password settings",
+                reason="registry_refused",
+                key=key,
+            )
+        if status == _NOT_FOUND:
+            return RegistryError(
+                f"{self.url} answered 404 without a Schema Registry error for schema {what}: the URL is "
+                "not a Confluent-compatible API (Apicurio's is at /apis/ccompat/v7), or this registry "
+                "does not serve that look-up; fix the registry URL setting",
+                reason="registry_unavailable",
+                key=key,
+            )
+        return RegistryError(
+            f"the Schema Registry at {self.url} answered HTTP {status} for schema {what} "
+            f"({exc.error_message}); check its health",
             reason="registry_unavailable",
-        ) from last
+            key=key,
+        )
 
 
 def _avro_text(schema: Any, what: str, url: str) -> str:

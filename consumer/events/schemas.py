@@ -39,6 +39,9 @@ class AvroSchema:
     parsed: dict[str, Any]
     canonical: str  # Parsing Canonical Form
     fingerprint: bytes  # CRC-64-AVRO, 8 bytes little-endian (single-object encoding)
+    # The schema as written, defaults and docs included: what a registry must be given, since the
+    # canonical form drops defaults and a registry's compatibility check needs them.
+    text: str = ""
 
 
 def parse_schema(text: str | Mapping[str, Any], *, source: str) -> AvroSchema:
@@ -53,7 +56,10 @@ def parse_schema(text: str | Mapping[str, Any], *, source: str) -> AvroSchema:
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
         raise ValueError(f"{source}: the top-level Avro type must be a record")
     name = str(parsed["name"])
-    return AvroSchema(name=name, source=source, parsed=parsed, canonical=canonical, fingerprint=fingerprint)
+    return AvroSchema(
+        name=name, source=source, parsed=parsed, canonical=canonical, fingerprint=fingerprint,
+        text=json.dumps(raw, separators=(",", ":")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

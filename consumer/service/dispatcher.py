@@ -34,8 +34,12 @@ class Dispatcher:
         previous = self._lanes.get(lane)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lanes[lane] = mine
-        task = asyncio.create_task(self._run(record, message, previous, mine, lane))
-        tasks = self._tasks.setdefault(record.tp, set())
+        self.track(record.tp, asyncio.create_task(self._run(record, message, previous, mine, lane)))
+
+    def track(self, tp: TopicPartition, task: asyncio.Task[None]) -> None:
+        """Count `task` among the partition's work: drained, cancelled and settled with its sends
+        (the intake's wait for a writer schema is such work)."""
+        tasks = self._tasks.setdefault(tp, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 

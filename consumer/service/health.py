@@ -24,10 +24,15 @@ class Health:
 
 #: Returns (ready, {check name: passed}) — computed on each probe, never cached.
 ReadinessCheck = Callable[[], tuple[bool, dict[str, bool]]]
+#: Returns {check name: why it fails} for the failing checks that can say more than false.
+ReadinessReasons = Callable[[], dict[str, str]]
 
 
 def build_app(
-    registry: CollectorRegistry, readiness: ReadinessCheck, alive: Callable[[], bool]
+    registry: CollectorRegistry,
+    readiness: ReadinessCheck,
+    alive: Callable[[], bool],
+    reasons: ReadinessReasons = dict,
 ) -> web.Application:
     """The aiohttp application serving the three paths."""
 
@@ -41,10 +46,12 @@ def build_app(
 
     async def readyz(_: web.Request) -> web.Response:
         ready, checks = readiness()
+        body: dict[str, object] = {"ready": ready, "checks": checks}
+        why = {name: text for name, text in reasons().items() if text and not checks.get(name, True)}
+        if why:
+            body["reasons"] = why
         return web.Response(
-            status=200 if ready else 503,
-            text=json.dumps({"ready": ready, "checks": checks}) + "\n",
-            content_type="application/json",
+            status=200 if ready else 503, text=json.dumps(body) + "\n", content_type="application/json"
         )
 
     app = web.Application()

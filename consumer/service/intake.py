@@ -1,12 +1,19 @@
 """Intake: a consumed record becomes its outcomes, or the sends that will end in them.
 
-record ─► tombstone? skipped ─► decode ─► handle (match, render) ─► Send → dispatcher
+record ─► schema not known yet? wait (its partition's later records queue behind it)
+       ─► tombstone? skipped ─► decode ─► handle (match, render) ─► Send → dispatcher
                                   │                                 Skip → skipped:<reason>
                                   └► DecodeError → dead-lettered     Fail → dead-lettered
+
+A partition waits only for the Schema Registry (`consumer.service.lookups`): its records are held in
+offset order behind the first one whose writer schema is being fetched, so per-recipient order holds,
+and other partitions go on. Held records are unfinished, so they count towards back-pressure.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -15,16 +22,22 @@ from consumer.errors import DecodeError, RecordRef
 from consumer.events.decode import Headers
 from consumer.events.model import Event
 from consumer.mappings.match import MatchIndex
+from consumer.metrics import Metrics
 from consumer.pipeline.handle import Fail, Send, handle
 from consumer.service.dispatcher import Dispatcher
+from consumer.service.lookups import Lookups, SchemaSource
 from consumer.service.outcomes import Outcomes
 from consumer.service.records import RecordState
 
+#: A partition under one assignment: records of an earlier assignment never join a later one's queue.
+_Queue = tuple[str, int, int]
 
-class EventDecoder(Protocol):
+
+class EventDecoder(SchemaSource, Protocol):
     def decode(
         self, value: bytes | None, headers: Headers | None = None, *, record: RecordRef | None = None
     ) -> Event: ...
+    def close(self) -> None: ...
 
 
 class Intake:
@@ -40,6 +53,8 @@ class Intake:
         default_region: str,
         strict_numbers: bool,
         clock: Callable[[], float],
+        metrics: Metrics,
+        lookups: Lookups | None = None,
     ) -> None:
         self.decoder = decoder
         self.index = index
@@ -48,9 +63,67 @@ class Intake:
         self.default_region = default_region
         self.strict_numbers = strict_numbers
         self.clock = clock
+        self.metrics = metrics
+        self.lookups = lookups or Lookups(decoder, metrics)
+        self._held: dict[_Queue, deque[RecordState]] = {}
+
+    @property
+    def waiting(self) -> str:
+        """Why records wait for their schema ("" when none wait, or none has failed yet)."""
+        if not self._held:
+            return ""
+        problem = self.lookups.problem
+        if not problem:
+            return ""
+        held = sum(len(q) for q in self._held.values())
+        return f"{held} records of {len(self._held)} partitions wait for their writer schema: {problem}"
 
     def accept(self, record: RecordState) -> None:
-        """Decide what happens to `record`; its outcomes follow now or when its sends finish."""
+        """Decide what happens to `record`, now or once its partition's writer schemas are known."""
+        queue_id = (record.topic, record.partition, record.generation)
+        held = self._held.get(queue_id)
+        if held is not None:
+            held.append(record)
+            self._count_held()
+            return
+        if self.decoder.registry_key(record.value, record.headers) is not None:
+            self._held[queue_id] = deque([record])
+            self._count_held()
+            self.dispatcher.track(record.tp, asyncio.create_task(self._release(queue_id)))
+            return
+        self._decide(record)
+
+    async def _release(self, queue_id: _Queue) -> None:
+        """Wait for each held record's schema in turn, and decide the records in offset order."""
+        held = self._held[queue_id]
+        try:
+            while held:
+                record = held[0]
+                key = self.decoder.registry_key(record.value, record.headers)
+                if key is not None:
+                    try:
+                        await self.lookups.schema(key)
+                    except DecodeError as error:
+                        # The registry does not have it (or it is not Avro): this record is poison.
+                        held.popleft()
+                        self._count_held()
+                        record.expect(1)
+                        error.with_record(RecordRef(record.topic, record.partition, record.offset))
+                        self.outcomes.dead_letter(record, error, error.reason, None)
+                        continue
+                held.popleft()
+                self._count_held()
+                self._decide(record)
+        finally:
+            # Cancelled (revoked, stopping): the rest stay unfinished and are consumed again later.
+            if self._held.get(queue_id) is held:
+                del self._held[queue_id]
+            self._count_held()
+
+    def _count_held(self) -> None:
+        self.metrics.records_waiting_for_schema.set(sum(len(q) for q in self._held.values()))
+
+    def _decide(self, record: RecordState) -> None:
         if record.value is None:
             # A tombstone (a deleted key on a compacted topic) is not an event and nothing is wrong.
             record.expect(1)

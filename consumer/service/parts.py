@@ -129,7 +129,7 @@ def wire(
     dispatcher = Dispatcher(delivery.deliver, delivery.on_wire)
     intake = Intake(decoder=parts.decoder, index=index, outcomes=outcomes, dispatcher=dispatcher,
                     default_region=s.default_region, strict_numbers=s.phone_validation == "strict",
-                    clock=parts.clock)  # fmt: skip
+                    clock=parts.clock, metrics=metrics)  # fmt: skip
     assignments = Assignments(
         loop=loop, tracker=tracker, dispatcher=dispatcher, state=state, settle=settle,
         commit=commit, metrics=metrics, drain_grace_s=s.drain_grace_s, on_assigned=on_assigned,

@@ -89,7 +89,7 @@ class Service:
             await client.check_credentials()
             self.health.credentials_ok = True
             await verify_templates(client, _template_needs(mappings))
-            app = build_app(self.metrics.registry, self.readiness, lambda: True)
+            app = build_app(self.metrics.registry, self.readiness, lambda: True, self.readiness_reasons)
             runner, self.metrics_port = await start_server(
                 app, self.settings.service.metrics_host, self.settings.service.metrics_port
             )
@@ -100,6 +100,7 @@ class Service:
                 await runner.cleanup()
         finally:
             await client.aclose()
+            self.parts.decoder.close()
             self.thread.shutdown()
 
     def readiness(self) -> tuple[bool, dict[str, bool]]:
@@ -110,10 +111,15 @@ class Service:
             "twilio_credentials": self.health.credentials_ok
             and (rt is None or not rt.delivery.halting.halted),
             "twilio_available": rt is None or not rt.delivery.breaker.open,
+            "schema_registry": rt is None or not rt.intake.waiting,
         }
         ready = all(checks.values())
         self.metrics.ready.set(1 if ready else 0)
         return ready, checks
+
+    def readiness_reasons(self) -> dict[str, str]:
+        """Why a check fails, where it can say more than false (/readyz shows it)."""
+        return {"schema_registry": self.runtime.intake.waiting} if self.runtime is not None else {}
 
     async def _consume(self, mappings: tuple[Mapping, ...]) -> int:
         s, parts = self.settings, self.parts

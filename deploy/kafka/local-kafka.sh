@@ -23,6 +23,9 @@ python="${PYTHON:-$root/.venv/bin/python}"
 pidfile="$state/kafka.pid"
 logfile="$state/kafka.log"
 
+# shellcheck source=../lib/pidfile.sh
+source "$here/../lib/pidfile.sh"
+
 log() { printf 'local-kafka: %s\n' "$*" >&2; }
 
 fetch() {
@@ -33,8 +36,6 @@ fetch() {
   mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DoutputDirectory="$libs" >&2
   touch "$libs/.complete"
 }
-
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 write_config() {
   mkdir -p "$state/data"
@@ -96,15 +97,7 @@ up() {
   log "ready on 127.0.0.1:$port"
 }
 
-down() {
-  if ! running; then rm -f "$pidfile"; log "not running"; return 0; fi
-  pid="$(cat "$pidfile")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  if kill -0 "$pid" 2>/dev/null; then log "broker did not stop in 30 s; killing"; kill -9 "$pid" 2>/dev/null || true; fi
-  rm -f "$pidfile"
-  log "stopped"
-}
+down() { stop_by_pidfile broker; }
 
 case "${1:-}" in
   up) up ;;

@@ -27,3 +27,22 @@ def test_the_demo_ends_with_its_summary_and_speaks_in_sentences(kafka_bootstrap:
     assert warnings, "the dead-lettered record is reported"
     assert all(line.startswith(("warning: ", "error: ")) for line in warnings), warnings
     assert any("dead-lettering record: writer schema fingerprint" in line for line in warnings)
+
+
+def test_the_demo_runs_on_the_schema_registry_with_demo_encoding_confluent(
+    kafka_bootstrap: str, schema_registry_url: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "CONSUMER_"))}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_SCHEMA_REGISTRY_URL=schema_registry_url,
+               DEMO_ENCODING="confluent")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "consumer", "demo"], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout.rstrip().splitlines()
+    assert any(f"confluent, through the Schema Registry at {schema_registry_url}" in line for line in out), (
+        out
+    )
+    assert any(line.startswith("Summary: 14 of 14 records finished") for line in out)
+    assert any(line.split()[:2] == ["sent", "5"] for line in out), out[-8:]

@@ -12,10 +12,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from consumer.cli import main as cli_main
-from consumer.commands.produce import produce_events
 from consumer.events.decode import Decoder
 from consumer.events.model import Event
-from consumer.events.registry import make_registry_client
 from tests.unit._fixtures import SCHEMAS_DIR, all_fixtures, load
 
 pytestmark = pytest.mark.integration
@@ -68,20 +66,6 @@ def test_the_produce_command_writes_every_fixture_decodably_keyed_by_user(
         partition_of_user.setdefault(msg.key(), set()).add(msg.partition())
     assert by_id == {}
     assert all(len(parts) == 1 for parts in partition_of_user.values())
-
-
-def test_produce_through_a_schema_registry_uses_the_confluent_wire_format(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
-) -> None:
-    topic = new_topic()
-    events = [load(n) for n in NAMES]
-    count = produce_events(events, bootstrap=kafka_bootstrap, topic=topic, encoding="confluent",
-                           schemas_dir=SCHEMAS_DIR, registry_url="mock://produce-it")  # fmt: skip
-    assert count == len(events)
-    decoder = Decoder(schemas_dir=SCHEMAS_DIR, registry=make_registry_client("mock://produce-it"))
-    messages = _consume(kafka_bootstrap, topic, count)
-    assert all(m.value()[0] == 0 for m in messages)
-    assert [decoder.decode(m.value()).message_id for m in messages] == [e["messageId"] for e in events]
 
 
 def test_a_bad_line_is_reported_with_its_number(

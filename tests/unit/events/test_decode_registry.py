@@ -133,11 +133,11 @@ def test_an_unreachable_registry_is_retried_with_backoff_then_named_without_cred
 def test_server_errors_are_retried_and_not_found_is_not() -> None:
     flaky = FailingClient(SchemaRegistryError(503, 50301, "unavailable"))
     with pytest.raises(RegistryError):
-        RegistrySchemas(flaky, attempts=3, sleep=lambda _: None).by_id(1)
+        RegistrySchemas(flaky, attempts=3, sleep=lambda _: None).lookup(1)
     assert flaky.calls == 3
     missing = FailingClient(SchemaRegistryError(404, 40403, "Schema not found"))
     with pytest.raises(DecodeError) as info:
-        RegistrySchemas(missing, attempts=3, sleep=lambda _: None).by_id(1)
+        RegistrySchemas(missing, attempts=3, sleep=lambda _: None).lookup(1)
     assert (info.value.reason, missing.calls) == ("unknown_schema", 1)
     assert not isinstance(info.value, RegistryError)
 
@@ -145,7 +145,7 @@ def test_server_errors_are_retried_and_not_found_is_not() -> None:
 def test_refused_credentials_are_not_retried() -> None:
     denied = FailingClient(SchemaRegistryError(401, 40101, "Unauthorized"))
     with pytest.raises(RegistryError, match="refused the credentials"):
-        RegistrySchemas(denied, attempts=3, sleep=lambda _: None).by_id(1)
+        RegistrySchemas(denied, attempts=3, sleep=lambda _: None).lookup(1)
     assert denied.calls == 1
 
 
