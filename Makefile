@@ -65,6 +65,14 @@ registry-up: ## start the local Schema Registry (Apicurio, fetched once with Mav
 registry-down: ## stop the local Schema Registry; harmless when stopped
 	bash deploy/registry/local-registry.sh down
 
+.PHONY: faults
+faults: install ## the full fault-injection suite (20k events, SIGKILLs, broker and Twilio outages): table + exit code
+	$(PY) -m tests.faults.suite --json bench/results/faults.json
+
+.PHONY: faults-short
+faults-short: install ## the CI version of the fault suite (about a minute)
+	$(PY) -m tests.faults.suite --short
+
 .PHONY: bench
 bench: install ## run the benchmarks in bench/ (results in bench/results/, summary in README)
 	$(PY) bench/run_all.py

@@ -112,7 +112,7 @@ class Exchange:
     async def send(self, record: RecordState, message: OutboundMessage, params: Params, key: str) -> None:
         """Write the intent, then send until sent, skipped or dead-lettered."""
         intent_at = self.clock()
-        intent = self._entry(message, key, INTENT, intent_at, params=params)
+        intent = _entry(message, key, INTENT, intent_at, params=params)
         await self._write(record, intent, self.metrics.intent_write_seconds)
         attempt = 0
         while True:
@@ -264,7 +264,7 @@ class Exchange:
     async def _sent(
         self, record: RecordState, message: OutboundMessage, key: str, sid: str, status: str
     ) -> None:
-        entry = self._entry(message, key, SENT, self.clock(), sid=sid)
+        entry = _entry(message, key, SENT, self.clock(), sid=sid)
         await self._write(record, entry, self.metrics.ledger_write_seconds)
         if message.frequency_cap is not None:
             self.state.caps.add(frequency_key(message), entry.sent_at)
@@ -278,9 +278,7 @@ class Exchange:
     def release(self, record: RecordState, message: OutboundMessage, key: str) -> None:
         """The message surely was not sent: free its key (best effort: a lost release only means the
         record's next processing asks Twilio first)."""
-        self.state.write(
-            self._entry(message, key, RELEASED, self.clock()), record.partition, lambda _err: None
-        )
+        self.state.write(_entry(message, key, RELEASED, self.clock()), record.partition, lambda _err: None)
 
     async def _write(self, record: RecordState, entry: LedgerEntry, timer: Any) -> None:
         """Write `entry` and wait for Kafka's acknowledgement, trying again (the record waits) while
@@ -306,20 +304,22 @@ class Exchange:
             await self.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _entry(
-        self, message: OutboundMessage, key: str, state: str, at: float, *, sid: str = "", params: Params = ()
-    ) -> LedgerEntry:
-        window = message.dedup_window_s if message.dedup_key else OFFSET_KEY_WINDOW_S
-        digest, fingerprint = request_digests(params) if params else ("", "")
-        scope = (message.frequency_cap.scope or message.mapping_id) if message.frequency_cap else ""
-        return LedgerEntry(key, at, at + window, recipient_hash(message.recipient), message.mapping_id, scope,
-                           state, sid, digest, fingerprint)  # fmt: skip
-
     def _sync_limit(self) -> None:
         limit = self.adaptive.limit
         if self.gate.limit != limit:
             self.gate.limit = limit
             self.metrics.concurrency_limit.set(limit)
+
+
+def _entry(
+    message: OutboundMessage, key: str, state: str, at: float, *, sid: str = "", params: Params = ()
+) -> LedgerEntry:
+    """The ledger entry of `message` in `state` (intent, sent, released) at `at`."""
+    window = message.dedup_window_s if message.dedup_key else OFFSET_KEY_WINDOW_S
+    digest, fingerprint = request_digests(params) if params else ("", "")
+    scope = (message.frequency_cap.scope or message.mapping_id) if message.frequency_cap else ""
+    return LedgerEntry(key, at, at + window, recipient_hash(message.recipient), message.mapping_id, scope,
+                       state, sid, digest, fingerprint)  # fmt: skip
 
 
 def _resolve(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:

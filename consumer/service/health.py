@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from consumer.errors import KafkaError
+from consumer.kafka.errors import ALL_BROKERS_DOWN, kafka_error
+from consumer.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
@@ -18,8 +26,23 @@ READY_PATH = "/readyz"
 class Health:
     """What readiness is made of, besides the assignment: set by the Kafka and Twilio edges."""
 
+    metrics: Metrics
     broker_ok: bool = True
     credentials_ok: bool = False
+
+    def broker_answered(self) -> None:
+        self.broker_ok = True
+
+    def on_client_error(self, err: Any) -> None:
+        """librdkafka's error callback (on the Kafka thread): counted, logged, and broker health."""
+        error = kafka_error(err, "Kafka client")
+        self.broker_ok = error.code != ALL_BROKERS_DOWN
+        self.count("client", error)
+
+    def count(self, source: str, error: KafkaError) -> None:
+        """A Kafka client's error, counted by librdkafka's code (and logged: nothing else reports it)."""
+        self.metrics.kafka_errors.labels(source, error.code or "unknown").inc()
+        log.warning("%s", error.message)
 
 
 #: Returns (ready, {check name: passed}) — computed on each probe, never cached.

@@ -22,7 +22,7 @@ from consumer import __version__
 from consumer.errors import KafkaError
 from consumer.kafka.clients import service_consumer_config, settle
 from consumer.kafka.commits import caught_up, commit
-from consumer.kafka.errors import ALL_BROKERS_DOWN, PARTITION_EOF, kafka_error
+from consumer.kafka.errors import PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.thread import KafkaThread
 from consumer.mappings.load import load_mappings
@@ -32,7 +32,7 @@ from consumer.metrics import Metrics
 from consumer.service.health import Health, build_app, start_server
 from consumer.service.parts import Parts, Runtime, producer_for, wire
 from consumer.service.records import Outcome, RecordState
-from consumer.service.upkeep import Upkeep
+from consumer.service.upkeep import Upkeep, wait_for_twilio
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
 from consumer.twilio.content import verify_templates
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.1
 PRUNE_INTERVAL_S = 60.0
+STARTUP_TWILIO_WAIT_S = 60.0
 
 #: Called with (topic, partition, offset, outcomes) when a record is finished: tests and the demo use it.
 Journal = Any  # Callable[[str, int, int, list[Outcome]], None]
@@ -71,7 +72,7 @@ class Service:
         self.thread = KafkaThread()
         self.metrics_port: int | None = None
         self.runtime: Runtime | None = None  # built once Kafka answers
-        self.health = Health()
+        self.health = Health(self.metrics)
         self._idle_since: float | None = None
         self._per_topic: dict[str, tuple[Any, Any]] = {}
 
@@ -86,7 +87,7 @@ class Service:
         mappings = load_mappings(self.settings.service.mappings)
         client = self.parts.client
         try:
-            await client.check_credentials()
+            await wait_for_twilio(client, STARTUP_TWILIO_WAIT_S)
             self.health.credentials_ok = True
             await verify_templates(client, _template_needs(mappings))
             app = build_app(self.metrics.registry, self.readiness, lambda: True, self.readiness_reasons)
@@ -140,9 +141,9 @@ class Service:
             metrics=self.metrics, tracker=self.tracker, loop=asyncio.get_running_loop(),
             on_record_done=self._record_done, settle=lambda timeout_s: settle(producer, timeout_s),
             commit=lambda consumer, offsets: commit(consumer, offsets, self.metrics),
-            on_assigned=self._broker_answered,
+            on_assigned=self.health.broker_answered,
         )  # fmt: skip
-        rt.consumer = parts.kafka.consumer(service_consumer_config(s.kafka, self._on_kafka_error))
+        rt.consumer = parts.kafka.consumer(service_consumer_config(s.kafka, self.health.on_client_error))
         a = rt.assignments
         await self.thread.call(
             rt.consumer.subscribe,
@@ -223,7 +224,7 @@ class Service:
         err = message.error()
         if err is not None:
             if err.name() != PARTITION_EOF:
-                self._count_kafka_error("consumer", kafka_error(err, "Kafka consumer error"))
+                self.health.count("consumer", kafka_error(err, "Kafka consumer error"))
             return
         record = RecordState.of(message, rt.assignments.generation((message.topic(), message.partition())))
         self.tracker.track(record.tp, record.offset)
@@ -293,19 +294,6 @@ class Service:
             # Tracker state is only touched on the event loop; the Kafka thread only talks to Kafka.
             assert rt.consumer is not None
             self.tracker.mark_committed(await self.thread.call(commit, rt.consumer, offsets, self.metrics))
-
-    def _broker_answered(self) -> None:
-        self.health.broker_ok = True
-
-    def _on_kafka_error(self, err: Any) -> None:
-        """librdkafka's error callback (on the Kafka thread): counted, logged, and broker health."""
-        error = kafka_error(err, "Kafka client")
-        self.health.broker_ok = error.code != ALL_BROKERS_DOWN
-        self._count_kafka_error("client", error)
-
-    def _count_kafka_error(self, source: str, error: KafkaError) -> None:
-        self.metrics.kafka_errors.labels(source, error.code or "unknown").inc()
-        log.warning("%s", error.message)
 
 
 def _template_needs(mappings: tuple[Mapping, ...]) -> list[tuple[str, str, str, tuple[str, ...]]]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from confluent_kafka import TopicPartition
 
-from consumer.errors import TwilioError
+from consumer.errors import ErrorClass, TwilioError
 from consumer.kafka.clients import ConsumerLike
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.thread import KafkaThread
@@ -25,6 +26,24 @@ CREDENTIAL_RECHECK_S = 15.0
 PROBE_CHECK_S = 0.25
 PROBE_FIRST_S = 0.5
 PROBE_MAX_S = 5.0
+
+
+async def wait_for_twilio(client: Twilio, wait_s: float) -> None:
+    """The credential check, waited on while Twilio does not answer (an outage at start-up makes the
+    service wait, like any other), for at most `wait_s`: after that, no answer more likely means a
+    wrong region or base URL, which the error names. A refusal (CONFIGURATION) is raised at once."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            await client.check_credentials()
+            return
+        except TwilioError as error:
+            if error.error_class is ErrorClass.CONFIGURATION or time.monotonic() + delay > deadline:
+                raise
+            log.warning("Twilio does not answer yet, trying again in %.1f s: %s", delay, error.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 class Upkeep:

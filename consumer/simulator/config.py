@@ -101,6 +101,7 @@ class SimulatorConfig:
     #: Probability to accept (store) the message, then drop the connection before answering: the
     #: classic in-doubt send, where Twilio has the message and the client cannot know it.
     drop_after_accept_rate: float = 0.0
+    drop_after_accept_first: int = 0  # the first N messages lose their answer that way (deterministic)
     #: Probability to accept the message, then close mid-response (headers and half a body, as a crash).
     truncate_rate: float = 0.0
     #: "503": every Twilio route answers 503/20503; "refuse": the port refuses connections (set by

@@ -180,7 +180,7 @@ async def list_messages(request: web.Request, sim: Simulator) -> web.Response:
     not yet sent first (no date_sent), then by date_sent, then by creation, all descending."""
     now = asyncio.get_running_loop().time()
     q = request.query
-    found = [m for m in sim.state.messages if _listed(sim, m, q, now)]
+    found = [m for m in sim.state.listable(q.get("To")) if _listed(sim, m, q, now)]
     found.sort(key=lambda m: (date_sent(m, now) is None, date_sent(m, now) or m.wall_created, m.wall_created),
                reverse=True)  # fmt: skip
     page, size, items, meta = page_of(request, found)

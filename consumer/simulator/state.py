@@ -66,10 +66,13 @@ class SimulatorState:
     rng: random.Random = field(default_factory=random.Random)
     messages: deque[StoredMessage] = field(default_factory=deque)
     by_sid: dict[str, StoredMessage] = field(default_factory=dict)
+    # A reconciling consumer lists by To; an index keeps that cheap when thousands are stored.
+    by_to: dict[str, deque[StoredMessage]] = field(default_factory=dict)
     sender_free_at: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0
     peak_in_flight: int = 0
     answers: Counter[str] = field(default_factory=Counter)  # "201", "429/20429", ... for /_sim/stats
+    drawn: int = 0  # requests that reached the failure draw
 
     def __post_init__(self) -> None:
         if self.config.seed is not None:
@@ -78,6 +81,7 @@ class SimulatorState:
     def reset(self) -> None:
         self.messages.clear()
         self.by_sid.clear()
+        self.by_to.clear()
         self.sender_free_at.clear()
         self.answers.clear()
         self.peak_in_flight = 0
@@ -91,6 +95,9 @@ class SimulatorState:
         """Injected failure for this request, or None: ("timeout"|"disconnect"|"drop"|"truncate", 0)
         or ("error", code). timeout, drop and truncate accept the message first."""
         c = self.config
+        self.drawn += 1
+        if self.drawn <= c.drop_after_accept_first:
+            return "drop", 0
         if not (
             c.timeout_rate
             or c.disconnect_rate
@@ -145,6 +152,22 @@ class SimulatorState:
         )
         self.messages.append(message)
         self.by_sid[message.sid] = message
+        self.by_to.setdefault(message.first("To") or "", deque()).append(message)
         while len(self.messages) > self.config.max_stored_messages:
-            self.by_sid.pop(self.messages.popleft().sid, None)
+            self._forget(self.messages.popleft())
         return message
+
+    def _forget(self, message: StoredMessage) -> None:
+        self.by_sid.pop(message.sid, None)
+        to = message.first("To") or ""
+        same = self.by_to.get(to, deque())
+        if same and same[0] is message:  # the oldest goes first, so it heads its list
+            same.popleft()
+        elif message in same:
+            same.remove(message)
+        if not same:
+            self.by_to.pop(to, None)
+
+    def listable(self, to: str | None) -> list[StoredMessage]:
+        """The stored messages a list request with this To filter can match."""
+        return list(self.messages) if to is None else list(self.by_to.get(to, ()))

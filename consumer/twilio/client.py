@@ -122,7 +122,8 @@ class TwilioClient:
         )
 
     async def check_credentials(self) -> dict[str, Any]:
-        """Fetch the Account resource; raise a CONFIGURATION TwilioError saying what to fix."""
+        """Fetch the Account resource; raise a TwilioError saying what to fix: CONFIGURATION when Twilio
+        refused, the transport's own class (it may be an outage, or a wrong region) when it did not answer."""
         where = f"{self.api_base_url} (TWILIO_REGION={self._settings.region or 'us1'})"
         try:
             response = await self._request(
@@ -132,7 +133,7 @@ class TwilioClient:
             raise TwilioError(
                 f"cannot reach Twilio at {where}: {exc.message}; check TWILIO_REGION, TWILIO_EDGE "
                 "and TWILIO_BASE_URL, and the network",
-                error_class=ErrorClass.CONFIGURATION,
+                error_class=exc.error_class,
             ) from exc
         if response.status_code == 200:
             account: dict[str, Any] = response.json()

@@ -22,15 +22,14 @@ METRICS_PORT = re.compile(r"on port (\d+)")
 class Broker:
     """The Kafka broker: KAFKA_BOOTSTRAP_SERVERS, or the project's local one (which can be stopped)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, bootstrap: str | None = None) -> None:
         self.root = root
-        self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:" + os.environ.get(
-            "KAFKA_PORT", "9092"
-        )
+        local = "127.0.0.1:" + os.environ.get("KAFKA_PORT", "9092")
+        self.bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or local
         self.script = root / "deploy" / "kafka" / "local-kafka.sh"
         pidfile = Path(os.environ.get("KAFKA_STATE_DIR", root / ".local" / "kafka")) / "kafka.pid"
         # Only the broker this project started can be stopped and started again by the suite.
-        self.local = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and pidfile.exists()
+        self.local = self.bootstrap == local and pidfile.exists()
 
     def create_topic(self, topic: str, partitions: int) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
@@ -107,6 +106,8 @@ class Simulator:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._log.close()
 
 
@@ -134,6 +135,7 @@ class Replica:
         if self.alive:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+        self._log.close()
 
     def stop(self) -> None:
         if self.alive:
@@ -142,10 +144,13 @@ class Replica:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._log.close()
 
     def wait(self, timeout_s: float) -> int:
         try:
-            return self.proc.wait(timeout=timeout_s)
+            code = self.proc.wait(timeout=timeout_s)
+            self._log.close()
+            return code
         except subprocess.TimeoutExpired:
             self.kill()
             raise RuntimeError(

@@ -122,13 +122,13 @@ class Report:
 class Run:
     """One scenario, start to finish."""
 
-    def __init__(self, scenario: Scenario, workdir: Path) -> None:
+    def __init__(self, scenario: Scenario, workdir: Path, bootstrap: str | None = None) -> None:
         self.s = scenario
         self.workdir = workdir
         self.run_id = uuid.uuid4().hex[:8]
         self.topic = f"faults-{self.run_id}"
         self.group = f"faults-{self.run_id}"
-        self.broker = Broker(ROOT)
+        self.broker = Broker(ROOT, bootstrap)
         self.sim = Simulator(ROOT, workdir / "simulator.log")
         self.replicas: dict[int, Replica] = {}
         self.report = Report(scenario.name, scenario.events)

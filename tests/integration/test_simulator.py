@@ -342,3 +342,13 @@ def test_an_outage_answers_503_everywhere_then_refuses_connections_then_ends(
                 time.sleep(0.05)
         assert response.status_code == 201
     assert len(sim.messages()) == 1
+
+
+def test_the_list_by_to_forgets_what_the_store_has_let_go(http: httpx.Client, sim: SimulatorHandle) -> None:
+    sim.configure(max_stored_messages=3)
+    for n in range(4):
+        to = "+14155550100" if n % 2 == 0 else "+14155550111"
+        create(http, sim, [("To", to), SMS[1], ("Body", f"m{n}")])
+    assert sorted(m["body"] for m in listing(http, sim, To="+14155550100")) == ["m2"], "m0 was let go"
+    assert sorted(m["body"] for m in listing(http, sim, To="+14155550111")) == ["m1", "m3"]
+    assert sorted(m["body"] for m in listing(http, sim)) == ["m1", "m2", "m3"]
