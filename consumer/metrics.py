@@ -14,7 +14,7 @@ PREFIX = "kafka_twilio"
 
 # Send latency buckets: Twilio answers in 50-300 ms normally; the tail matters for capacity planning.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
-# The ledger write after a 201 takes milliseconds; a crash inside it is the residual duplicate window.
+# Ledger writes (intent before a send, outcome after it) take milliseconds on a healthy broker.
 LEDGER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -115,8 +115,8 @@ class Metrics:
     def _state(self) -> None:
         self.ledger_write_seconds = self._histogram(
             "ledger_write_seconds",
-            "From Twilio's 201 to Kafka acknowledging the ledger entry: the only window in which a crash "
-            "can cause a duplicate send.",
+            "From Twilio's 201 to Kafka acknowledging the sent entry (a crash inside it leaves the intent, "
+            "which reconciliation settles).",
             LEDGER_BUCKETS,
         )
         self.intent_write_seconds = self._histogram(

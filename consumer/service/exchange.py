@@ -243,6 +243,11 @@ class Exchange:
                 failures += 0 if systemic and self.breaker.open else 1
                 if failures > self.policy.max_retries:
                     self.metrics.reconciled.labels("unresolved").inc()
+                    log.warning(
+                        "in doubt: Twilio's list could not be read (%s); dead-lettering as ambiguous",
+                        error.message,
+                        extra={"mapping": message.mapping_id},
+                    )
                     return None
                 p = self.policy
                 delay = retry.compute_backoff(
@@ -257,6 +262,12 @@ class Exchange:
             self.breaker.success()
             found = find_sent(listing, params, datetime.fromtimestamp(since, UTC), self.state.ledger.sids)
             self.metrics.reconciled.labels("found" if found else "not_found").inc()
+            # Rare and worth an operator's eye: which way each doubt was settled.
+            log.info(
+                "in doubt: %s",
+                "Twilio has it, not sent again" if found else "Twilio has none, sending",
+                extra={"mapping": message.mapping_id, "twilio_sid": found["sid"] if found else None},
+            )
             return found or NOT_FOUND
 
     # -- the ledger --------------------------------------------------------------------------------

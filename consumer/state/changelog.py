@@ -1,15 +1,12 @@
 """The ledger's changelog topic: its source of truth in Kafka, so no other database is needed.
 
-Every accepted send with a de-duplication key or a frequency cap is written to a compacted topic
-(`cleanup.policy=compact,delete`, so expired entries also age out by time). It is co-partitioned with
-the source topics: a send caused by source partition p is recorded in changelog partition p mod N.
-When a replica is assigned partition p it reads changelog partition p mod N to its end before
-processing p, so the previous owner's sends are known across rebalances and restarts.
-
-The residual window: between Twilio's 201 and the changelog write being acknowledged (milliseconds),
-a crash loses the entry while the source offset is still uncommitted, so the record is processed
-again after restart and sent twice. Offsets are committed only after that acknowledgement, so a clean
-shutdown or rebalance never opens the window.
+Every send writes its intent here before the request and its outcome (sent, or released) after it,
+to a compacted topic (`cleanup.policy=compact,delete`, so expired entries also age out by time). It is
+co-partitioned with the source topics: a send caused by source partition p is recorded in changelog
+partition p mod N. When a replica is assigned partition p it reads changelog partition p mod N to its
+end before processing p, so the previous owner's sends, and its intents without an outcome (a crash
+between the intent and the outcome), are known across rebalances and restarts; those intents are
+settled by asking Twilio (consumer.service.exchange) before anything is sent again.
 """
 
 from __future__ import annotations

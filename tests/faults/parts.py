@@ -99,6 +99,10 @@ class Simulator:
     def accepted(self) -> int:
         return int(self._call("/_sim/stats")["accepted"])
 
+    def answers(self) -> dict[str, int]:
+        """How often each answer was given: "201", "429/20429", "201/dropped", ..."""
+        return dict(self._call("/_sim/stats")["answers"])
+
     def messages(self) -> list[dict[str, Any]]:
         return list(self._call("/_sim/messages"))
 

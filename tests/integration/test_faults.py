@@ -28,3 +28,6 @@ def test_the_short_fault_suite_loses_nothing_sends_nothing_twice_and_commits_eve
     assert (report.dead_letters, report.uncommitted) == (0, 0), report.table()
     assert len(report.restart_to_processing_s) == report.kills, "every restarted replica processed again"
     assert report.outage_end_to_first_send_s is not None, "sending resumed after the Twilio outage"
+    assert report.throttled > 0, "the storm was met while sending"
+    assert report.answers_lost > 0, "the simulator dropped answers after accepting"
+    assert report.in_doubt_found > 0, "the replicas found accepted messages in Twilio's list"

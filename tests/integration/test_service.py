@@ -290,8 +290,9 @@ async def test_the_sent_ledger_stops_duplicates_within_a_run_and_after_a_restart
     journal, metrics = await run_until_idle(load_settings(environ=env))
     reasons = Counter(results[0][2] for *_, results in journal)
     assert reasons == {"accepted": 20, "duplicate": 5}
-    # The residual duplicate window (201 -> ledger acknowledged) is measured for every send.
+    # The sent entry's write (201 -> acknowledged) is measured for every send, as is the intent's.
     assert metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") == 20
+    assert metrics.registry.get_sample_value("kafka_twilio_intent_write_seconds_count") == 20
     window_s = metrics.registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum")
     assert window_s is not None
     assert 0 < window_s / 20 < 1.0
