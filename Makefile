@@ -70,7 +70,7 @@ faults: install ## the full fault-injection suite (20k events, SIGKILLs, broker 
 	$(PY) -m tests.faults.suite --json bench/results/faults.json
 
 .PHONY: faults-short
-faults-short: install ## the CI version of the fault suite (about a minute)
+faults-short: install ## the CI version of the fault suite (about 90 s)
 	$(PY) -m tests.faults.suite --short
 
 .PHONY: bench

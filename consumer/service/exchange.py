@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -295,13 +296,18 @@ class Exchange:
         """Write `entry` and wait for Kafka's acknowledgement, trying again (the record waits) while
         Kafka refuses: an unacknowledged intent must not be acted on."""
         loop = asyncio.get_running_loop()
+        on_loop = threading.get_ident()
         delay = 0.1
         while True:
             written: asyncio.Future[KafkaError | None] = loop.create_future()
 
             def report(err: KafkaError | None, future: asyncio.Future[KafkaError | None] = written) -> None:
-                # Reports may be served off the loop (the final flush runs on the Kafka thread).
-                loop.call_soon_threadsafe(_resolve, future, err)
+                # Reports are served on the loop (pump_producer), except the final flush, which runs on
+                # the Kafka thread; waking the loop through its self-pipe costs a syscall per report.
+                if threading.get_ident() == on_loop:
+                    _resolve(future, err)
+                else:
+                    loop.call_soon_threadsafe(_resolve, future, err)
 
             started = time.perf_counter()
             self.state.write(entry, record.partition, report)

@@ -7,6 +7,7 @@ the frequency-cap counts from it. Keys and recipients are hashed: the ledger hol
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import deque
@@ -62,21 +63,33 @@ def recipient_hash(recipient: str) -> str:
     return hashlib.blake2b(recipient.encode(), digest_size=12).hexdigest()
 
 
+CONTENT_PARAMS = frozenset(("Body", "ContentSid", "ContentVariables", "MediaUrl"))
+
+
 def request_digests(params: Iterable[tuple[str, str]]) -> tuple[str, str]:
     """(digest of every parameter, fingerprint of the content alone) of a Twilio request."""
-    pairs = list(params)
-    content = [(k, v) for k, v in pairs if k in ("Body", "ContentSid", "ContentVariables", "MediaUrl")]
-    digest = hashlib.blake2b(json.dumps(pairs).encode(), digest_size=8).hexdigest()
-    return digest, hashlib.blake2b(json.dumps(content).encode(), digest_size=4).hexdigest()
+    # Joined with unit and record separators (no real parameter holds them): cheaper than JSON.
+    pairs = [f"{k}\x1f{v}" for k, v in params]
+    content = [p for p in pairs if p.partition("\x1f")[0] in CONTENT_PARAMS]
+    digest = hashlib.blake2b("\x1e".join(pairs).encode(), digest_size=8).hexdigest()
+    return digest, hashlib.blake2b("\x1e".join(content).encode(), digest_size=4).hexdigest()
 
 
 def encode_entry(entry: LedgerEntry) -> bytes:
-    data: dict[str, object] = {
-        "at": entry.sent_at, "exp": entry.expires_at, "r": entry.recipient, "m": entry.mapping_id,
-        "c": entry.cap_scope, "s": entry.state,
-    }  # fmt: skip
-    data.update({k: v for k, v in (("sid", entry.sid), ("d", entry.digest), ("f", entry.fingerprint)) if v})
-    return json.dumps(data, separators=(",", ":")).encode()
+    """The changelog value: compact JSON. Two are written per send, so it is built by hand (a third of
+    json.dumps's cost): the hashes, SIDs and states are hex or fixed words; only the mapping id and cap
+    scope can hold characters JSON must escape."""
+    extra = "".join(f',"{k}":"{v}"' for k, v in (("sid", entry.sid), ("d", entry.digest),
+                                                  ("f", entry.fingerprint)) if v)  # fmt: skip
+    return (
+        f'{{"at":{float(entry.sent_at)!r},"exp":{float(entry.expires_at)!r},"r":"{entry.recipient}",'
+        f'"m":{_quoted(entry.mapping_id)},"c":{_quoted(entry.cap_scope)},"s":"{entry.state}"{extra}}}'
+    ).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted(text: str) -> str:
+    return json.dumps(text)
 
 
 def decode_entry(key: bytes, value: bytes) -> LedgerEntry | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from consumer.state.ledger import (
     INTENT,
     RELEASED,
@@ -13,6 +15,7 @@ from consumer.state.ledger import (
     encode_entry,
     ledger_key,
     recipient_hash,
+    request_digests,
 )
 
 
@@ -115,7 +118,25 @@ def test_changelog_values_round_trip_and_unreadable_ones_are_ignored() -> None:
     assert decode_entry(b"k", encode_entry(e)) == e
     full = LedgerEntry("k", 1.0, 2.0, "r", "m", "cap", INTENT, "SM1", "d1", "f1")
     assert decode_entry(b"k", encode_entry(full)) == full
+    odd = LedgerEntry("k", 1733100000.123456, 1e10, "r", 'order "sms"\\\u00e9', "scope\n", SENT, "", "", "")
+    assert json.loads(encode_entry(odd)) == {
+        "at": 1733100000.123456, "exp": 1e10, "r": "r", "m": 'order "sms"\\\u00e9', "c": "scope\n",
+        "s": "sent",
+    }  # fmt: skip
+    assert decode_entry(b"k", encode_entry(odd)) == odd
     # Written before intents existed: a send.
     assert decode_entry(b"k", b'{"at":1,"exp":2,"r":"r","m":"m"}') == LedgerEntry("k", 1, 2, "r", "m")
     assert decode_entry(b"k", b"not json") is None
     assert decode_entry(b"k", b'{"at": 1}') is None
+
+
+def test_the_request_digest_changes_with_any_parameter_and_the_fingerprint_only_with_content() -> None:
+    base = (("To", "+14155550100"), ("From", "+14155550199"), ("Body", "Hi"))
+    digest, fingerprint = request_digests(base)
+    other_to = request_digests((("To", "+14155550111"), *base[1:]))
+    other_body = request_digests((*base[:2], ("Body", "Hi!")))
+    assert other_to[0] != digest
+    assert other_to[1] == fingerprint
+    assert other_body[0] != digest
+    assert other_body[1] != fingerprint
+    assert request_digests(base) == (digest, fingerprint)
