@@ -116,7 +116,9 @@ class FakeAdmin:
 
 
 class FakeProducer:
-    """Queues records; `poll`/`flush` append them to the cluster and serve their delivery reports."""
+    """Queues records; `poll`/`flush` append them to the cluster and serve their delivery reports.
+    Thread-safe like librdkafka's: the service serves reports from a thread of its own, and `poll`
+    waits up to its timeout for a record to serve."""
 
     def __init__(self, cluster: FakeCluster, config: dict[str, Any] | None = None) -> None:
         self.cluster = cluster
@@ -124,22 +126,37 @@ class FakeProducer:
         self.queue: list[tuple[str, int, bytes | None, bytes | None, Any, Callable[..., None] | None]] = []
         self.refuse: Callable[[str, bytes | None], Exception | None] = lambda topic, value: None
         self.held: set[str] = set()  # topics whose records the broker does not acknowledge yet
+        self._changed = threading.Condition()
+        self._serving = 0
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int = 0,
                 headers: Any = None, on_delivery: Callable[..., None] | None = None) -> None:  # fmt: skip
         refused = self.refuse(topic, value)
         if refused is not None:
             raise refused
-        self.queue.append((topic, partition, key, value, headers, on_delivery))
+        with self._changed:
+            self.queue.append((topic, partition, key, value, headers, on_delivery))
+            self._changed.notify_all()
+
+    def release(self, topic: str) -> None:
+        """The broker acknowledges `topic`'s records again."""
+        with self._changed:
+            self.held.discard(topic)
+            self._changed.notify_all()
 
     def poll(self, timeout: float = 0) -> int:
-        served = [r for r in self.queue if r[0] not in self.held]
-        self.queue = [r for r in self.queue if r[0] in self.held]
+        with self._changed:
+            self._changed.wait_for(lambda: any(r[0] not in self.held for r in self.queue), max(timeout, 0))
+            served = [r for r in self.queue if r[0] not in self.held]
+            self.queue = [r for r in self.queue if r[0] in self.held]
+            self._serving += len(served)  # counted by len() until reported, as librdkafka does
         for topic, partition, key, value, headers, on_delivery in served:
             self.cluster.create(topic)
             self.cluster.append(topic, partition, value, key, headers)
             if on_delivery is not None:
                 on_delivery(None, None)
+            with self._changed:
+                self._serving -= 1
         return len(served)
 
     def flush(self, timeout: float = -1) -> int:
@@ -147,7 +164,8 @@ class FakeProducer:
         return 0
 
     def __len__(self) -> int:
-        return len(self.queue)
+        with self._changed:
+            return len(self.queue) + self._serving
 
 
 @dataclass(frozen=True)

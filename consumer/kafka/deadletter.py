@@ -31,6 +31,7 @@ from confluent_kafka import KafkaException
 from consumer.errors import DecodeError, KafkaError, TwilioError
 from consumer.kafka.clients import ProducerLike
 from consumer.kafka.errors import MSG_SIZE_TOO_LARGE, QUEUE_FULL, kafka_error
+from consumer.kafka.reports import on_loop
 from consumer.logs import mask_text
 
 PREFIX = "kafka_twilio.errors."
@@ -256,7 +257,7 @@ class DeadLetterWriter:
         for attempt in itertools.count():
             try:
                 self.producer.produce(
-                    self.topic, key=key, value=value, headers=headers, on_delivery=delivered
+                    self.topic, key=key, value=value, headers=headers, on_delivery=on_loop(delivered)
                 )
             except BufferError:
                 # librdkafka's local queue is full: serve delivery reports to make room, then try again.

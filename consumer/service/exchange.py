@@ -15,9 +15,9 @@ so a later replay asks again. A definite failure writes `released`, freeing the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -114,7 +114,7 @@ class Exchange:
         """Write the intent, then send until sent, skipped or dead-lettered."""
         intent_at = self.clock()
         intent = _entry(message, key, INTENT, intent_at, params=params)
-        await self._write(record, intent, self.metrics.intent_write_seconds)
+        await acknowledged_write(self.state, record, intent, self.metrics.intent_write_seconds, self.sleep)
         attempt = 0
         while True:
             await self.halting.wait()
@@ -277,7 +277,7 @@ class Exchange:
         self, record: RecordState, message: OutboundMessage, key: str, sid: str, status: str
     ) -> None:
         entry = _entry(message, key, SENT, self.clock(), sid=sid)
-        await self._write(record, entry, self.metrics.ledger_write_seconds)
+        await acknowledged_write(self.state, record, entry, self.metrics.ledger_write_seconds, self.sleep)
         if message.frequency_cap is not None:
             self.state.caps.add(frequency_key(message), entry.sent_at)
         # Twilio's status (queued, accepted, scheduled, ...) becomes the reason: a small, fixed set.
@@ -292,40 +292,33 @@ class Exchange:
         record's next processing asks Twilio first)."""
         self.state.write(_entry(message, key, RELEASED, self.clock()), record.partition, lambda _err: None)
 
-    async def _write(self, record: RecordState, entry: LedgerEntry, timer: Any) -> None:
-        """Write `entry` and wait for Kafka's acknowledgement, trying again (the record waits) while
-        Kafka refuses: an unacknowledged intent must not be acted on."""
-        loop = asyncio.get_running_loop()
-        on_loop = threading.get_ident()
-        delay = 0.1
-        while True:
-            written: asyncio.Future[KafkaError | None] = loop.create_future()
-
-            def report(err: KafkaError | None, future: asyncio.Future[KafkaError | None] = written) -> None:
-                # Reports are served on the loop (pump_producer), except the final flush, which runs on
-                # the Kafka thread; waking the loop through its self-pipe costs a syscall per report.
-                if threading.get_ident() == on_loop:
-                    _resolve(future, err)
-                else:
-                    loop.call_soon_threadsafe(_resolve, future, err)
-
-            started = time.perf_counter()
-            self.state.write(entry, record.partition, report)
-            err = await written
-            timer.observe(time.perf_counter() - started)
-            if err is None:
-                return
-            log.warning(
-                "ledger write failed, trying again in %.1f s: %s", delay, err.message, extra=record.where
-            )
-            await self.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
     def _sync_limit(self) -> None:
         limit = self.adaptive.limit
         if self.gate.limit != limit:
             self.gate.limit = limit
             self.metrics.concurrency_limit.set(limit)
+
+
+async def acknowledged_write(
+    state: SentState, record: RecordState, entry: LedgerEntry, timer: Any,
+    sleep: Callable[[float], Awaitable[object]],
+) -> None:  # fmt: skip
+    """Write `entry` and wait for Kafka's acknowledgement, trying again (the record waits) while
+    Kafka refuses: an unacknowledged intent must not be acted on."""
+    loop = asyncio.get_running_loop()
+    delay = 0.1
+    while True:
+        written: asyncio.Future[KafkaError | None] = loop.create_future()
+        started = time.perf_counter()
+        # The changelog hands its reports to the loop (consumer.kafka.reports.on_loop).
+        state.write(entry, record.partition, functools.partial(_resolve, written))
+        err = await written
+        timer.observe(time.perf_counter() - started)
+        if err is None:
+            return
+        log.warning("ledger write failed, trying again in %.1f s: %s", delay, err.message, extra=record.where)
+        await sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def _entry(

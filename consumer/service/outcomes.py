@@ -77,13 +77,13 @@ class Outcomes:
             if err is None:
                 self.finish(record, mapping_id or "", "dead_lettered", reason)
                 return
-            # Never drop it: the offset stays uncommitted while we try again. Reports may be served
-            # off the loop (the final producer flush runs on the Kafka thread), so go through the loop.
+            # Never drop it: the offset stays uncommitted while we try again. (Reports reach this on
+            # the loop: the dead-letter writer hands them over, consumer.kafka.reports.on_loop.)
             log.error("dead-letter write failed, retrying in %.0f s: %s", DEAD_LETTER_RETRY_S, err)
             retry = functools.partial(
                 self._write, record, error, reason, mapping_id, attempts=attempts, loop=loop
             )
-            loop.call_soon_threadsafe(loop.call_later, DEAD_LETTER_RETRY_S, retry)
+            loop.call_later(DEAD_LETTER_RETRY_S, retry)
 
         self.dead_letters.write(
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,

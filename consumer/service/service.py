@@ -20,10 +20,11 @@ from typing import Any
 
 from consumer import __version__
 from consumer.errors import KafkaError
-from consumer.kafka.clients import service_consumer_config, settle
+from consumer.kafka.clients import service_consumer_config, settle, take
 from consumer.kafka.commits import caught_up, commit
 from consumer.kafka.errors import PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
+from consumer.kafka.reports import DeliveryReports
 from consumer.kafka.thread import KafkaThread
 from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
@@ -160,18 +161,20 @@ class Service:
             rt, rt.consumer, thread=self.thread, metrics=self.metrics, tracker=self.tracker,
             health=self.health, client=parts.client, probe_topic=s.kafka.topics[0],
         )  # fmt: skip
+        reports = DeliveryReports(rt.producer).start()
         helpers = [
-            asyncio.create_task(upkeep.pump_producer()),
             asyncio.create_task(upkeep.watch_credentials()),
             asyncio.create_task(upkeep.probe_twilio()),
         ]
         try:
             await self._poll_loop(rt, upkeep)
         finally:
-            await self._shutdown(rt, helpers)
+            await self._shutdown(rt, helpers, reports)
         return 0
 
-    async def _shutdown(self, rt: Runtime, helpers: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(
+        self, rt: Runtime, helpers: list[asyncio.Task[None]], reports: DeliveryReports
+    ) -> None:
         grace = self.settings.service.drain_grace_s
         log.info("stopping: draining in-flight sends (up to %.0f s)", grace)
         if not await rt.dispatcher.drain(None, grace):
@@ -181,9 +184,9 @@ class Service:
             )
         await settle(rt.producer, 10.0)
         await self._commit(rt)
-        # Stopped before the flush below, so delivery reports are never served by two threads at once.
         for task in helpers:
             task.cancel()
+        await reports.stop()  # the flush below serves what is left, on the Kafka thread
         assert rt.consumer is not None
         await self.thread.call(rt.consumer.close)
         await self.thread.call(rt.producer.flush, 10)
@@ -198,7 +201,7 @@ class Service:
         last_commit = last_lag = last_prune = time.monotonic()
         while not self.stopping.is_set():
             await self._backpressure(rt)
-            messages = await self.thread.call(rt.consumer.consume, POLL_BATCH, POLL_TIMEOUT_S)
+            messages = await self.thread.call(take, rt.consumer, POLL_BATCH, POLL_TIMEOUT_S)
             for message in messages:
                 self._accept(rt, message)
             if not messages:

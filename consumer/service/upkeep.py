@@ -93,14 +93,6 @@ class Upkeep:
                 highs[(topic, partition)] = self.consumer.get_watermark_offsets(tp, cached=True)[1]
         return highs
 
-    async def pump_producer(self) -> None:
-        """Serve delivery reports (dead letters, ledger writes) on the event loop."""
-        while True:
-            if self.rt.producer.poll(0) == 0:
-                await asyncio.sleep(0.005)
-            else:
-                await asyncio.sleep(0)
-
     async def probe_twilio(self) -> None:
         """While the breaker is open, ask Twilio with backoff; its first answer closes the breaker."""
         breaker = self.rt.delivery.breaker

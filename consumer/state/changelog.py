@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 from consumer.errors import KafkaError
 from consumer.kafka.clients import ConsumerLike, KafkaClients, ProducerLike
 from consumer.kafka.errors import kafka_error
+from consumer.kafka.reports import on_loop
 from consumer.kafka.topics import ensure_topic
 from consumer.state.ledger import LedgerEntry, decode_entry, encode_entry
 
@@ -105,7 +106,7 @@ class Changelog:
         try:
             self.producer.produce(
                 self.topic, key=entry.key.encode(), value=encode_entry(entry),
-                partition=self.slot(source_partition), on_delivery=delivered,
+                partition=self.slot(source_partition), on_delivery=on_loop(delivered),
             )  # fmt: skip
         except (BufferError, KafkaException) as exc:
             # Refused before queueing (queue full, broker gone): the caller must still hear of it once.

@@ -1,0 +1,234 @@
+"""Latency benchmark: how long a one-time code takes from its event to Twilio's door.
+
+At steady rates (100 and 1,000 events/s by default), JSON events are produced one by one (no linger),
+each carrying its produce time (`properties.ref`, microseconds since the epoch) that the mapping puts in
+the message body; the service runs as its own process and sends to `bench/minimal_server.py` (its own
+process), which reads the time back at request arrival. Reported: p50, p90, p99, p99.9 and max of
+event produced → request arrived, after one second of warm-up; and, in the same run, Kafka's own
+produce → consume latency measured by a bare confluent-kafka consumer (a second group on the same
+topic), the floor under any consumer; and the service's CPU per message.
+
+    .venv/bin/python bench/bench_latency.py [--quick] [--rates 100,1000] [--seconds 20]
+
+Writes bench/results/bench_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from harness import (
+    BOOTSTRAP,
+    DEFAULT_SERVICE_SID,
+    ROOT,
+    ServiceProcess,
+    cpu_seconds,
+    create_topics,
+    delete_topics,
+    service_env,
+)
+
+MAPPING = textwrap.dedent(
+    f"""
+    version: 1
+    mappings:
+      - id: otp
+        trigger: {{event: OTP Requested}}
+        channel: sms
+        recipient: {{sources: [properties.phone]}}
+        sender: {{messaging_service: {DEFAULT_SERVICE_SID}}}
+        content: {{body: "Your code is {{{{ properties.code }}}} (ref {{{{ properties.ref }}}})"}}
+        policies: {{consent: allow_unknown}}
+    """
+)
+PERCENTILES = (50, 90, 99, 99.9)
+
+
+class Server:
+    """bench/minimal_server.py as its own process, recording event -> request latencies."""
+
+    def __init__(self) -> None:
+        cmd = [sys.executable, str(ROOT / "bench" / "minimal_server.py"), "--port", "0", "--record"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.base = json.loads(self.proc.stdout.readline())["url"]
+
+    def call(self, path: str) -> Any:
+        method = "POST" if path == "/_reset" else "GET"
+        request = urllib.request.Request(
+            self.base + path, data=b"" if method == "POST" else None, method=method
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def event(run: str, n: int) -> bytes:
+    return json.dumps({
+        "type": "track", "event": "OTP Requested", "messageId": f"otp-{run}-{n}", "userId": f"user-{n}",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "properties": {"phone": f"+1415{2_000_000 + n % 8_000_000:07d}", "code": f"{n % 1_000_000:06d}",
+                       "ref": str(time.time_ns() // 1000)},
+    }).encode()  # fmt: skip
+
+
+def produce_steady(topic: str, run: str, start: int, count: int, rate: float) -> None:
+    """`count` events at `rate` per second, each sent at once (no linger), on schedule."""
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 0})
+    began = time.perf_counter()
+    for i in range(count):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        n = start + i
+        producer.produce(topic, key=f"user-{n}".encode(), value=event(run, n))
+        producer.poll(0)
+    producer.flush(30)
+
+
+class KafkaFloor(threading.Thread):
+    """A bare consumer on the same topic: produce -> consume latency, Kafka's part alone."""
+
+    def __init__(self, topic: str, run: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"floor-{run}",
+                                  "auto.offset.reset": "latest", "enable.auto.commit": False})  # fmt: skip
+        self.consumer.subscribe([topic])
+        self.latencies_us: list[int] = []
+        self.measuring = False
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            message = self.consumer.poll(0.05)  # one at a time: consume(n) would wait to fill n
+            if message is not None and message.error() is None and self.measuring:
+                ref = int(json.loads(message.value())["properties"]["ref"])
+                self.latencies_us.append(time.time_ns() // 1000 - ref)
+        self.consumer.close()
+
+
+def summary_ms(latencies_us: list[int]) -> dict[str, float]:
+    if not latencies_us:
+        return {}
+    ordered = sorted(latencies_us)
+    out = {
+        f"p{p:g}": round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] / 1000, 2)
+        for p in PERCENTILES
+    }
+    out["max"] = round(ordered[-1] / 1000, 2)
+    out["mean"] = round(statistics.fmean(ordered) / 1000, 2)
+    return out
+
+
+def run_rate(
+    rate: float, seconds: float, admin: AdminClient, mappings: Path, log_dir: Path
+) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    topic = f"bench-latency-{run}"
+    server = Server()
+    floor: KafkaFloor | None = None
+    service: ServiceProcess | None = None
+    try:
+        create_topics(admin, topic)
+        env = {**service_env(server.base, topic, run, mappings, 256), "CONSUMER_EVENT_ENCODING": "json"}
+        service = ServiceProcess(env, log_dir / f"service-latency-{rate:g}.log", exit_when_idle_s=None)
+        floor = KafkaFloor(topic, run)
+        floor.start()
+        warm = int(rate)  # one second of warm-up: connections opened, code paths warm
+        produce_steady(topic, run, 0, warm, rate)
+        wait_for(server, warm, service)
+        server.call("/_reset")
+        floor.measuring = True
+        count = int(rate * seconds)
+        cpu_before = cpu_seconds(service.proc.pid)
+        produce_steady(topic, run, warm, count, rate)
+        wait_for(server, count, service)
+        cpu_us = (cpu_seconds(service.proc.pid) - cpu_before) / count * 1e6
+        stats = server.call("/_stats")
+        floor.done.set()
+        floor.join(timeout=10)
+        return {
+            "rate_per_s": rate, "events": count, "event_to_request_ms": summary_ms(stats["latencies_us"]),
+            "kafka_floor_ms": summary_ms(floor.latencies_us), "service_cpu_us_per_msg": round(cpu_us, 1),
+        }  # fmt: skip
+    finally:
+        if floor is not None:
+            floor.done.set()
+        if service is not None and service.proc.poll() is None:
+            service.terminate()
+        server.stop()
+        delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
+
+
+def wait_for(server: Server, count: int, service: ServiceProcess, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while server.call("/_stats")["count"] < count:
+        if service.proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the service did not send {count} messages; see {service.log.name}")
+        time.sleep(0.2)
+
+
+def p99_under(rows: list[dict[str, Any]], rate: float, ms: float) -> bool:
+    return any(r["rate_per_s"] == rate and r["event_to_request_ms"]["p99"] < ms for r in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 s per rate")
+    parser.add_argument("--rates", default="100,1000", help="events per second")
+    parser.add_argument("--seconds", type=float, help="measured seconds per rate (default 20; quick 5)")
+    args = parser.parse_args()
+    seconds = args.seconds or (5.0 if args.quick else 20.0)
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin.list_topics(timeout=10)
+    log_dir = Path(tempfile.gettempdir()) / "kafka-twilio-bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        mappings = Path(tmp) / "mappings.yaml"
+        mappings.write_text(MAPPING)
+        for rate in (float(r) for r in args.rates.split(",")):
+            print(f"rate {rate:g}/s for {seconds:g} s ...", flush=True)
+            rows.append(run_rate(rate, seconds, admin, mappings, log_dir))
+            r = rows[-1]
+            print(f"  event -> request {r['event_to_request_ms']}\n  kafka alone      {r['kafka_floor_ms']}\n"
+                  f"  service CPU {r['service_cpu_us_per_msg']} us/msg", flush=True)  # fmt: skip
+    result = {
+        "bench": "bench_latency", "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "seconds_per_rate": seconds, "rates": rows,
+        "goals": {"p99_under_15ms_at_100": p99_under(rows, 100, 15),
+                  "p99_under_25ms_at_1000": p99_under(rows, 1000, 25)},
+        "wall_s": round(time.monotonic() - started, 1),
+    }  # fmt: skip
+    print(f"goals: {result['goals']}")
+    out = ROOT / "bench" / "results" / "bench_latency.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
