@@ -20,13 +20,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +36,7 @@ from harness import (
     BOOTSTRAP,
     DEFAULT_SERVICE_SID,
     ROOT,
+    MinimalServer,
     ServiceProcess,
     cpu_seconds,
     create_topics,
@@ -59,30 +58,6 @@ MAPPING = textwrap.dedent(
     """
 )
 PERCENTILES = (50, 90, 99, 99.9)
-
-
-class Server:
-    """bench/minimal_server.py as its own process, recording event -> request latencies."""
-
-    def __init__(self) -> None:
-        cmd = [sys.executable, str(ROOT / "bench" / "minimal_server.py"), "--port", "0", "--record"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.base = json.loads(self.proc.stdout.readline())["url"]
-
-    def call(self, path: str) -> Any:
-        method = "POST" if path == "/_reset" else "GET"
-        request = urllib.request.Request(
-            self.base + path, data=b"" if method == "POST" else None, method=method
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def event(run: str, n: int) -> bytes:
@@ -147,7 +122,7 @@ def run_rate(
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     topic = f"bench-latency-{run}"
-    server = Server()
+    server = MinimalServer(record=True)
     floor: KafkaFloor | None = None
     service: ServiceProcess | None = None
     try:
@@ -182,7 +157,7 @@ def run_rate(
         delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
 
 
-def wait_for(server: Server, count: int, service: ServiceProcess, timeout_s: float = 120) -> None:
+def wait_for(server: MinimalServer, count: int, service: ServiceProcess, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while server.call("/_stats")["count"] < count:
         if service.proc.poll() is not None or time.monotonic() > deadline:

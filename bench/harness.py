@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,10 +242,12 @@ class ServiceProcess:
         self.cpu_s = 0.0
         self.mem: dict[str, int] = {}
         self.rss_samples: list[int] = []
+        self.cpu_samples: list[tuple[float, float]] = []  # (time.time(), CPU seconds so far)
 
     def sample(self) -> None:
         try:
             self.cpu_s = cpu_seconds(self.proc.pid)
+            self.cpu_samples.append((time.time(), self.cpu_s))
             self.mem = memory_kb(self.proc.pid)
             self.rss_samples.append(self.mem.get("VmRSS", 0))
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
@@ -252,12 +257,25 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout_s
         while self.proc.poll() is None and time.monotonic() < deadline:
             self.sample()
-            time.sleep(0.5)
+            time.sleep(0.2)
         if self.proc.poll() is None:
             self.terminate()
             raise SystemExit(f"service did not finish in {timeout_s:.0f} s; see {self.log.name}")
         self.log.close()
         return self.proc.returncode
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds the process spent between two wall-clock times (linear between samples): the
+        steady state's cost alone, without start-up."""
+        samples = self.cpu_samples
+
+        def at(moment: float) -> float:
+            for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+                if t0 <= moment <= t1:
+                    return c0 + (c1 - c0) * (moment - t0) / (t1 - t0) if t1 > t0 else c0
+            return samples[-1][1] if samples and moment > samples[-1][0] else 0.0
+
+        return at(end) - at(start)
 
     def terminate(self, timeout_s: float = 40) -> int:
         self.sample()
@@ -265,6 +283,46 @@ class ServiceProcess:
         code = self.proc.wait(timeout=timeout_s)
         self.log.close()
         return code
+
+
+class MinimalServer:
+    """bench/minimal_server.py as its own process (`record`: keep event -> request latencies)."""
+
+    def __init__(self, latency_ms: float = 0.0, record: bool = False) -> None:
+        cmd = [sys.executable, str(ROOT / "bench" / "minimal_server.py"), "--port", "0",
+               "--latency-ms", str(latency_ms)] + (["--record"] if record else [])  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.base = json.loads(self.proc.stdout.readline())["url"]
+
+    def call(self, path: str) -> Any:
+        method = "POST" if path == "/_reset" else "GET"
+        request = urllib.request.Request(
+            self.base + path, data=b"" if method == "POST" else None, method=method
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def arrival_rate(arrivals: list[float]) -> dict[str, float]:
+    """Requests per second from the first to the last arrival, and over the middle 80% (the steady
+    state alone: start-up ramp and drain tail excluded), with that window's bounds and count."""
+    stamps = sorted(arrivals)
+    n = len(stamps)
+    if n < 2:
+        return {"accepted": n, "seconds": 0.0, "msgs_per_s": 0.0, "steady_msgs_per_s": 0.0}
+    span = stamps[-1] - stamps[0]
+    lo, hi = stamps[n // 10], stamps[n - 1 - n // 10]
+    steady = (n - 2 * (n // 10) - 1) / (hi - lo) if hi > lo else 0.0
+    return {"accepted": n, "seconds": round(span, 2), "msgs_per_s": round((n - 1) / span, 1),
+            "steady_msgs_per_s": round(steady, 1), "steady_from": lo, "steady_to": hi,
+            "steady_count": n - 2 * (n // 10) - 1}  # fmt: skip
 
 
 # -- raw HTTP ceiling ---------------------------------------------------------------------------------

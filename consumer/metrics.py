@@ -14,6 +14,11 @@ PREFIX = "kafka_twilio"
 
 # Send latency buckets: Twilio answers in 50-300 ms normally; the tail matters for capacity planning.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+# Event → Twilio's answer: a one-time code should leave within tens of milliseconds; backfills and
+# outages show up in the long tail (an hour and more falls in +Inf).
+DELAY_BUCKETS = (
+    0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+)  # fmt: skip
 # Ledger writes (intent before a send, outcome after it) take milliseconds on a healthy broker.
 LEDGER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -35,8 +40,10 @@ class Metrics:
     def _gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
         return Gauge(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
 
-    def _histogram(self, name: str, doc: str, buckets: Sequence[float]) -> Histogram:
-        return Histogram(f"{PREFIX}_{name}", doc, buckets=buckets, registry=self.registry)
+    def _histogram(
+        self, name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+    ) -> Histogram:
+        return Histogram(f"{PREFIX}_{name}", doc, labels, buckets=buckets, registry=self.registry)
 
     def _records(self) -> None:
         self.records_consumed = self._counter("records_consumed", "Records polled from Kafka.", ["topic"])
@@ -75,6 +82,18 @@ class Metrics:
             "send_latency_seconds",
             "Time from writing a Messages request to Twilio's answer.",
             LATENCY_BUCKETS,
+        )
+        self.send_delay = self._histogram(
+            "send_delay_seconds",
+            "Time from the record's Kafka timestamp (clock=kafka) or the event's own timestamp "
+            "(clock=event) to Twilio accepting the message, per mapping.",
+            DELAY_BUCKETS,
+            ["mapping", "clock"],
+        )
+        self.delay_objective = self._gauge(
+            "delay_objective_seconds",
+            "CONSUMER_DELAY_OBJECTIVE_S: the p99 of send_delay_seconds above which "
+            "KafkaTwilioSendDelayHigh fires.",
         )
         self.in_flight = self._gauge("in_flight", "Twilio requests in flight now.")
         self.concurrency_limit = self._gauge(

@@ -167,6 +167,11 @@ class ServiceSettings(BaseModel):
         default=2.0, ge=0, description="Wait after an unanswered send before asking Twilio's list for it."
     )
     commit_interval_s: float = Field(default=1.0, gt=0)
+    delay_objective_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="p99 of event → Twilio's answer above which the KafkaTwilioSendDelayHigh alert fires.",
+    )
     lag_interval_s: float = Field(
         default=5.0, gt=0, description="How often lag is measured and an unreachable broker is asked again."
     )

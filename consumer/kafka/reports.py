@@ -8,13 +8,14 @@ no GIL while it waits, and wakes at most every `wait_s` when there is nothing.
 
 librdkafka runs delivery callbacks on the thread that polls, so every callback the project gives the
 producer is wrapped by `on_loop`: it runs on the event loop that produced the record (at once when
-already there), never beside the loop's own code.
+already there), never beside the loop's own code; the reports of one poll reach the loop together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,14 +29,48 @@ def on_loop(callback: Callable[..., None]) -> Callable[..., None]:
     if loop is None:
         return callback
     owner = threading.get_ident()
+    handoff = _handoff(loop)
 
     def report(*args: Any) -> None:
         if threading.get_ident() == owner:
             callback(*args)
         else:
-            loop.call_soon_threadsafe(callback, *args)
+            handoff.put(callback, args)
 
     return report
+
+
+class _Handoff:
+    """Callbacks from other threads, run on `loop` in batches: one wake-up of the loop (a write to its
+    self-pipe) for all the reports one producer poll serves, not one per report."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def put(self, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.items.append((callback, args))
+            first = len(self.items) == 1
+        if first:
+            self.loop.call_soon_threadsafe(self.run)
+
+    def run(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+        for callback, args in items:
+            callback(*args)
+
+
+_HANDOFFS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Handoff] = weakref.WeakKeyDictionary()
+
+
+def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
+    handoff = _HANDOFFS.get(loop)
+    if handoff is None:
+        handoff = _HANDOFFS[loop] = _Handoff(loop)
+    return handoff
 
 
 class DeliveryReports:

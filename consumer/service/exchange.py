@@ -34,7 +34,7 @@ from consumer.pipeline.reconcile import find_sent
 from consumer.service.breaker import Breaker, Halting, is_systemic
 from consumer.service.concurrency import ConcurrencyGate
 from consumer.service.outcomes import Outcomes
-from consumer.service.records import RecordState
+from consumer.service.records import RecordState, epoch_of
 from consumer.state.ledger import INTENT, RELEASED, SENT, LedgerEntry, recipient_hash, request_digests
 from consumer.state.sent import SentState
 from consumer.twilio.classify import is_throttle
@@ -93,6 +93,7 @@ class Exchange:
         self.suppressed: set[str] = set()  # recipients who answered STOP or cannot receive (this run)
         self.on_wire: set[asyncio.Task[Any]] = set()  # tasks whose request may be on the wire now
         self._accepted = metrics.twilio_requests.labels("2xx", "")
+        self._delays: dict[str, tuple[Any, Any]] = {}  # mapping id -> its (kafka, event) histograms
         metrics.concurrency_limit.set(adaptive.limit)
 
     # -- the protocol -------------------------------------------------------------------------------
@@ -132,6 +133,7 @@ class Exchange:
                 attempt += counted
                 continue
             self.breaker.success()
+            self._observe_delay(record, message.mapping_id)
             await self._sent(record, message, key, result.sid, result.status or "accepted")
             return
 
@@ -291,6 +293,21 @@ class Exchange:
         """The message surely was not sent: free its key (best effort: a lost release only means the
         record's next processing asks Twilio first)."""
         self.state.write(_entry(message, key, RELEASED, self.clock()), record.partition, lambda _err: None)
+
+    def _observe_delay(self, record: RecordState, mapping_id: str) -> None:
+        """How long after its event Twilio accepted the message (by Kafka's clock and the event's)."""
+        delays = self._delays.get(mapping_id)
+        if delays is None:
+            histogram = self.metrics.send_delay
+            delays = self._delays[mapping_id] = (
+                histogram.labels(mapping_id, "kafka"),
+                histogram.labels(mapping_id, "event"),
+            )
+        now = self.clock()
+        if record.timestamp_ms:
+            delays[0].observe(max(0.0, now - record.timestamp_ms / 1000))
+        if record.event_time and (at := epoch_of(record.event_time)) is not None:
+            delays[1].observe(max(0.0, now - at))
 
     def _sync_limit(self) -> None:
         limit = self.adaptive.limit

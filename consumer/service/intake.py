@@ -144,6 +144,7 @@ class Intake:
             self.outcomes.dead_letter(record, bug, bug.reason, None)
             return
         record.message_id = event.message_id
+        record.event_time = event.timestamp or event.original_timestamp
         now = datetime.fromtimestamp(self.clock(), UTC)
         decisions = handle(
             self.index, event, default_region=self.default_region, now=now, strict_numbers=self.strict_numbers

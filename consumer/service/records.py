@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from consumer.kafka.deadletter import Headers
 
@@ -25,16 +28,19 @@ class RecordState:
     value: bytes | None
     headers: Headers | None
     generation: int = 0  # the assignment this record was consumed under (stale outcomes are ignored)
+    timestamp_ms: int = 0  # the record's Kafka timestamp (0 when the producer gave none)
     message_id: str = ""  # the event's messageId once decoded, for logs
+    event_time: str | None = None  # the event's own timestamp (ISO 8601) once decoded
     pending: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
 
     @classmethod
     def of(cls, message: Any, generation: int) -> RecordState:
         """The state of a confluent_kafka.Message (one without an error)."""
+        kind, timestamp_ms = message.timestamp()
         return cls(
             message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-            message.headers(), generation,
+            message.headers(), generation, timestamp_ms if kind != TIMESTAMP_NOT_AVAILABLE else 0,
         )  # fmt: skip
 
     @property
@@ -55,3 +61,13 @@ class RecordState:
         self.outcomes.append(outcome)
         self.pending -= 1
         return self.pending == 0
+
+
+def epoch_of(timestamp: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 timestamp (UTC when it names no zone); None when it is
+    not one (the metric that wants it goes without, the message does not)."""
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

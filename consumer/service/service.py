@@ -85,6 +85,7 @@ class Service:
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
         self.metrics.build_info.info({"version": __version__})
+        self.metrics.delay_objective.set(self.settings.service.delay_objective_s)
         mappings = load_mappings(self.settings.service.mappings)
         client = self.parts.client
         try:
