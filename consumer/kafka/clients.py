@@ -116,8 +116,11 @@ def take(consumer: ConsumerLike, batch: int, wait_s: float) -> list[Any]:
 
 
 def service_producer_config() -> Config:
-    """Ledger and dead-letter writes: idempotent (no duplicates on retry), batched for 5 ms."""
-    return {"linger.ms": "5", "enable.idempotence": "true"}
+    """Ledger and dead-letter writes: idempotent (no duplicates on retry), batched for 1 ms."""
+    # Every send waits for its intent's acknowledgement, so linger is send latency: librdkafka's 5 ms
+    # default doubled the median event -> request time at 100 events/s (bench/bench_latency.py); under
+    # load, writes still batch while earlier requests are in flight.
+    return {"linger.ms": "1", "enable.idempotence": "true"}
 
 
 async def settle(producer: ProducerLike, timeout_s: float) -> None:
