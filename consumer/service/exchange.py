@@ -93,7 +93,7 @@ class Exchange:
         self.suppressed: set[str] = set()  # recipients who answered STOP or cannot receive (this run)
         self.on_wire: set[asyncio.Task[Any]] = set()  # tasks whose request may be on the wire now
         self._accepted = metrics.twilio_requests.labels("2xx", "")
-        self._delays: dict[str, tuple[Any, Any]] = {}  # mapping id -> its (kafka, event) histograms
+        self.delays = SendDelays(metrics)
         metrics.concurrency_limit.set(adaptive.limit)
 
     # -- the protocol -------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class Exchange:
                 attempt += counted
                 continue
             self.breaker.success()
-            self._observe_delay(record, message.mapping_id)
+            self.delays.observe(record, message.mapping_id, self.clock())
             await self._sent(record, message, key, result.sid, result.status or "accepted")
             return
 
@@ -294,26 +294,29 @@ class Exchange:
         record's next processing asks Twilio first)."""
         self.state.write(_entry(message, key, RELEASED, self.clock()), record.partition, lambda _err: None)
 
-    def _observe_delay(self, record: RecordState, mapping_id: str) -> None:
-        """How long after its event Twilio accepted the message (by Kafka's clock and the event's)."""
-        delays = self._delays.get(mapping_id)
-        if delays is None:
-            histogram = self.metrics.send_delay
-            delays = self._delays[mapping_id] = (
-                histogram.labels(mapping_id, "kafka"),
-                histogram.labels(mapping_id, "event"),
-            )
-        now = self.clock()
-        if record.timestamp_ms:
-            delays[0].observe(max(0.0, now - record.timestamp_ms / 1000))
-        if record.event_time and (at := epoch_of(record.event_time)) is not None:
-            delays[1].observe(max(0.0, now - at))
-
     def _sync_limit(self) -> None:
         limit = self.adaptive.limit
         if self.gate.limit != limit:
             self.gate.limit = limit
             self.metrics.concurrency_limit.set(limit)
+
+
+class SendDelays:
+    """How long after its event Twilio accepted each message, by Kafka's clock and the event's."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.histogram = metrics.send_delay
+        self.children: dict[str, tuple[Any, Any]] = {}  # mapping id -> its (kafka, event) histograms
+
+    def observe(self, record: RecordState, mapping_id: str, now: float) -> None:
+        delays = self.children.get(mapping_id)
+        if delays is None:
+            h = self.histogram
+            delays = self.children[mapping_id] = (h.labels(mapping_id, "kafka"), h.labels(mapping_id, "event"))
+        if record.timestamp_ms:
+            delays[0].observe(max(0.0, now - record.timestamp_ms / 1000))
+        if record.event_time and (at := epoch_of(record.event_time)) is not None:
+            delays[1].observe(max(0.0, now - at))
 
 
 async def acknowledged_write(

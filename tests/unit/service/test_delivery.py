@@ -28,9 +28,10 @@ from consumer.state.changelog import Changelog
 from consumer.state.ledger import LedgerEntry, decode_entry, ledger_key
 from consumer.state.sent import SentState
 from consumer.twilio.client import SendResult
-from tests.fakes import SENT as OK
-from tests.fakes import Accepted, FakeKafka, twilio_error
-from tests.fakes import FakeTwilio as FakeSender
+from tests.fake_twilio import SENT as OK
+from tests.fake_twilio import Accepted, twilio_error
+from tests.fake_twilio import FakeTwilio as FakeSender
+from tests.fakes import FakeKafka
 
 
 def message(recipient: str = "+14155550123", **changes: Any) -> OutboundMessage:

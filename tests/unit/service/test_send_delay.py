@@ -6,7 +6,7 @@ from __future__ import annotations
 from consumer.errors import ErrorClass
 from consumer.metrics import Metrics
 from consumer.service.records import epoch_of
-from tests.fakes import FakeTwilio, twilio_error
+from tests.fake_twilio import FakeTwilio, twilio_error
 from tests.unit.service.test_delivery import Harness, message
 
 NOW = 1_800_000_000.0

@@ -22,7 +22,8 @@ from consumer.metrics import Metrics
 from consumer.service.parts import Parts
 from consumer.service.service import Service
 from consumer.settings import load_settings
-from tests.fakes import FakeKafka, FakeTwilio, MessageStub, twilio_error
+from tests.fake_twilio import FakeTwilio, twilio_error
+from tests.fakes import FakeKafka, MessageStub
 
 ROOT = Path(__file__).resolve().parents[3]
 TOPIC = "events"

@@ -8,7 +8,7 @@ import pytest
 
 from consumer.errors import ErrorClass, TwilioError
 from consumer.service import upkeep
-from tests.fakes import FakeTwilio
+from tests.fake_twilio import FakeTwilio
 
 NO_ANSWER = TwilioError("cannot reach Twilio: ReadTimeout", error_class=ErrorClass.RETRYABLE)
 REFUSED = TwilioError("Twilio refused the credential check", error_class=ErrorClass.CONFIGURATION)
