@@ -99,6 +99,10 @@ def service_consumer_config(settings: KafkaSettings, error_cb: Callable[[Any], N
         # than the same consumer on a 100k backlog; 2048 holds ~20 MB whatever the backlog
         # (bench/bench_e2e.py measures the whole service).
         "queued.max.messages.kbytes": "2048",
+        # Latency: fetch.min.bytes stays 1, so the broker answers a fetch the moment one record is
+        # there (fetch.wait.max.ms, 500 ms, only bounds an idle fetch and costs no latency); the
+        # measured floor is Kafka's own produce -> consume time (bench/bench_latency.py). `take` below
+        # hands each record over as soon as librdkafka has it.
         "error_cb": error_cb,
     }
 
