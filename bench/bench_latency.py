@@ -8,7 +8,10 @@ event produced → request arrived, after one second of warm-up; and, in the sam
 produce → consume latency measured by a bare confluent-kafka consumer (a second group on the same
 topic), the floor under any consumer; and the service's CPU per message.
 
-    .venv/bin/python bench/bench_latency.py [--quick] [--rates 100,1000] [--seconds 20]
+    .venv/bin/python bench/bench_latency.py [--quick] [--rates 100,1000] [--seconds 20] [--compare-with DIR]
+
+With --compare-with DIR (a `git worktree` of an earlier commit), DIR's service runs each rate right
+after this one's, on the same broker and server.
 
 Writes bench/results/bench_latency.json.
 """
@@ -118,7 +121,7 @@ def summary_ms(latencies_us: list[int]) -> dict[str, float]:
 
 
 def run_rate(
-    rate: float, seconds: float, admin: AdminClient, mappings: Path, log_dir: Path
+    rate: float, seconds: float, admin: AdminClient, mappings: Path, log_dir: Path, root: Path = ROOT
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     topic = f"bench-latency-{run}"
@@ -128,7 +131,8 @@ def run_rate(
     try:
         create_topics(admin, topic)
         env = {**service_env(server.base, topic, run, mappings, 256), "CONSUMER_EVENT_ENCODING": "json"}
-        service = ServiceProcess(env, log_dir / f"service-latency-{rate:g}.log", exit_when_idle_s=None)
+        log = log_dir / f"service-latency-{rate:g}{'' if root == ROOT else '-compared'}.log"
+        service = ServiceProcess(env, log, exit_when_idle_s=None, root=root)
         floor = KafkaFloor(topic, run)
         floor.start()
         warm = int(rate)  # one second of warm-up: connections opened, code paths warm
@@ -174,6 +178,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 s per rate")
     parser.add_argument("--rates", default="100,1000", help="events per second")
     parser.add_argument("--seconds", type=float, help="measured seconds per rate (default 20; quick 5)")
+    parser.add_argument(
+        "--compare-with", type=Path, default=os.environ.get("BENCH_COMPARE_WITH") or None,
+        help="another checkout (an earlier commit) whose service runs each rate after this one's",
+    )  # fmt: skip
     args = parser.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 20.0)
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
@@ -188,9 +196,16 @@ def main() -> int:
         for rate in (float(r) for r in args.rates.split(",")):
             print(f"rate {rate:g}/s for {seconds:g} s ...", flush=True)
             rows.append(run_rate(rate, seconds, admin, mappings, log_dir))
+            if args.compare_with is not None:
+                other = run_rate(rate, seconds, admin, mappings, log_dir, root=args.compare_with)
+                rows[-1]["compared"] = {"root": str(args.compare_with), **other}
             r = rows[-1]
             print(f"  event -> request {r['event_to_request_ms']}\n  kafka alone      {r['kafka_floor_ms']}\n"
                   f"  service CPU {r['service_cpu_us_per_msg']} us/msg", flush=True)  # fmt: skip
+            if "compared" in r:
+                c = r["compared"]
+                print(f"  compared: event -> request {c['event_to_request_ms']}", flush=True)
+                print(f"  compared: service CPU {c['service_cpu_us_per_msg']} us/msg", flush=True)
     result = {
         "bench": "bench_latency", "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "seconds_per_rate": seconds, "rates": rows,
