@@ -15,6 +15,10 @@ the table shows their median. CPU per message: the service process's over the st
 excluded), or this process's over its whole run for a peer.
 
     .venv/bin/python bench/bench_minimal.py [--quick] [--latencies 0,50] [--messages 10000] [--rounds 3]
+                                            [--compare-with DIR]
+
+With --compare-with DIR (a `git worktree` of an earlier commit), DIR's service runs in the same rounds:
+its rate and CPU per message beside this one's.
 
 Writes bench/results/bench_minimal.json.
 """
@@ -48,6 +52,7 @@ from harness import (
     MinimalServer,
     ServiceProcess,
     arrival_rate,
+    cpu_seconds,
     create_topics,
     delete_topics,
     phone,
@@ -58,29 +63,48 @@ from harness import (
 )
 
 SERVICE, AIOHTTP, TWILIO_PYTHON = "kafka-twilio (whole pipeline)", "plain aiohttp", "twilio-python async"
+COMPARED = "kafka-twilio, compared checkout"
 
 
 def run_service(
-    server: MinimalServer, admin: AdminClient, count: int, in_flight: int, mappings: Path, log: Path
-) -> dict[str, Any]:
+    server: MinimalServer, admin: AdminClient, count: int, in_flight: int, mappings: Path, log: Path,
+    root: Path = ROOT,
+) -> dict[str, Any]:  # fmt: skip
     run = uuid.uuid4().hex[:6]
     topic = f"bench-min-{run}"
     try:
         create_topics(admin, topic)
         produce(Events(run), topic, count)
         server.call("/_reset")
-        service = ServiceProcess(
-            service_env(server.base, topic, run, mappings, in_flight), log, exit_when_idle_s=2.0
-        )
+        env = service_env(server.base, topic, run, mappings, in_flight)
+        broker = broker_pid()
+        broker_cpu = cpu_seconds(broker) if broker else 0.0
+        service = ServiceProcess(env, log, exit_when_idle_s=2.0, root=root)
         code = service.wait(timeout_s=60 + count / 200)
+        broker_cpu = cpu_seconds(broker) - broker_cpu if broker else 0.0
         out: dict[str, Any] = {"exit_code": code, **arrival_rate(server.call("/_stats")["arrivals"])}
         # The steady window's CPU alone: start-up (imports, restoring, the group join) excluded.
         steady_cpu = service.cpu_between(out["steady_from"], out["steady_to"])
         out["cpu_us_per_msg"] = round(steady_cpu / max(out["steady_count"], 1) * 1e6, 1)
         out["cpu_us_per_msg_with_startup"] = round(service.cpu_s / count * 1e6, 1)
+        # The local broker shares the machine: its CPU per message (fetches, two ledger writes) is part
+        # of what the pipeline costs here, and what plain aiohttp does not pay.
+        out["broker_cpu_us_per_msg"] = round(broker_cpu / count * 1e6, 1)
         return out
     finally:
         delete_topics(admin, [topic, f"bench-dlq-{run}", f"bench-sent-{run}"], group=f"bench-{run}")
+
+
+def broker_pid() -> int | None:
+    """The local Kafka broker's process (a JVM running kafka.Kafka), when one runs on this machine."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (proc / "cmdline").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
 
 
 def run_peer(
@@ -133,18 +157,21 @@ def run_latency(
     admin: AdminClient,
     mappings: Path,
     log_dir: Path,
+    compare_with: Path | None = None,
 ) -> dict[str, Any]:
     server = MinimalServer(latency_ms)
     base_form = rendered_form(Events("xxxxxx"))
     params = [[(k, phone(count + i) if k == "To" else v) for k, v in base_form] for i in range(count)]
-    order = [SERVICE, AIOHTTP, TWILIO_PYTHON]
+    order = [SERVICE, AIOHTTP, TWILIO_PYTHON] + ([COMPARED] if compare_with is not None else [])
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     try:
         for n in range(rounds):
-            for name in order[n % 3 :] + order[: n % 3]:
-                if name == SERVICE:
-                    log = log_dir / f"service-minimal-{latency_ms:g}ms-r{n}.log"
-                    runs[name].append(run_service(server, admin, count, in_flight, mappings, log))
+            for name in order[n % len(order) :] + order[: n % len(order)]:
+                if name in (SERVICE, COMPARED):
+                    tag = "-compared" if name == COMPARED else ""
+                    log = log_dir / f"service-minimal-{latency_ms:g}ms-r{n}{tag}.log"
+                    root = compare_with if name == COMPARED and compare_with is not None else ROOT
+                    runs[name].append(run_service(server, admin, count, in_flight, mappings, log, root))
                 else:
                     runs[name].append(run_peer(name, server, params, in_flight))
             line = "  ".join(f"{k}: {v[-1]['steady_msgs_per_s']:.0f}/s {v[-1]['cpu_us_per_msg']:.0f} us/msg"
@@ -162,12 +189,21 @@ def run_latency(
             "vs_aiohttp_median": round(statistics.median(ratios), 3),
             "vs_aiohttp_range": [round(min(ratios), 3), round(max(ratios), 3)],
             "accepted": [r["accepted"] for r in results],
-        }
+            **({"broker_cpu_us_per_msg": [r["broker_cpu_us_per_msg"] for r in results]}
+               if "broker_cpu_us_per_msg" in results[0] else {}),
+        }  # fmt: skip
     service_vs_twilio = [
         a["steady_msgs_per_s"] / b["steady_msgs_per_s"]
         for a, b in zip(runs[SERVICE], runs[TWILIO_PYTHON], strict=True)
     ]
     summary[SERVICE]["vs_twilio_python_median"] = round(statistics.median(service_vs_twilio), 3)
+    if compare_with is not None:
+        cpu = [
+            a["cpu_us_per_msg"] / b["cpu_us_per_msg"]
+            for a, b in zip(runs[SERVICE], runs[COMPARED], strict=True)
+        ]
+        summary[SERVICE]["cpu_vs_compared_median"] = round(statistics.median(cpu), 3)
+        summary[COMPARED]["root"] = str(compare_with)
     return {"latency_ms": latency_ms, "messages": count, "in_flight": in_flight, "clients": summary}
 
 
@@ -178,6 +214,10 @@ def main() -> int:
     parser.add_argument("--messages", type=int, help="messages per run (default 10000; quick 3000)")
     parser.add_argument("--rounds", type=int, help="rounds per latency (default 3; quick 2)")
     parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument(
+        "--compare-with", type=Path, default=os.environ.get("BENCH_COMPARE_WITH") or None,
+        help="another checkout (an earlier commit) whose service runs in the same rounds",
+    )  # fmt: skip
     args = parser.parse_args()
     count = args.messages or (3_000 if args.quick else 10_000)
     rounds = args.rounds or (2 if args.quick else 3)
@@ -195,7 +235,11 @@ def main() -> int:
                 f"latency {latency:g} ms: {count} messages, {args.in_flight} in flight, {rounds} rounds",
                 flush=True,
             )
-            rows.append(run_latency(latency, count, args.in_flight, rounds, admin, mappings, log_dir))
+            rows.append(
+                run_latency(
+                    latency, count, args.in_flight, rounds, admin, mappings, log_dir, args.compare_with
+                )
+            )
     print(
         f"\n{'latency':>8} {'client':<30} {'steady msg/s (rounds)':>24} {'vs aiohttp':>11} {'CPU us/msg':>11}"
     )
