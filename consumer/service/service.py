@@ -26,9 +26,10 @@ from consumer.kafka.errors import PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.reports import DeliveryReports
 from consumer.kafka.thread import KafkaThread
-from consumer.mappings.load import load_mappings
+from consumer.mappings.load import load_files
 from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping, TemplateContent
+from consumer.mappings.paths import start_sources
 from consumer.metrics import Metrics
 from consumer.service.health import Health, build_app, start_server
 from consumer.service.parts import Parts, Runtime, producer_for, wire
@@ -85,9 +86,13 @@ class Service:
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
         self.metrics.build_info.info({"version": __version__})
-        mappings = load_mappings(self.settings.service.mappings)
+        loaded = load_files(self.settings.service.mappings)
+        mappings = loaded.mappings
         client = self.parts.client
         try:
+            if loaded.sources:  # fetches the subjects' schemas: off the loop, before the first record
+                for note in await asyncio.to_thread(start_sources, loaded, self.parts.decoder):
+                    log.info("sources: %s", note)
             await wait_for_twilio(client, STARTUP_TWILIO_WAIT_S)
             self.health.credentials_ok = True
             await verify_templates(client, _template_needs(mappings))
