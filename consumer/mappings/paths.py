@@ -188,7 +188,7 @@ def check_loaded(
     found = find_schemas(sources, local, registry, loaded.where)
     out = check(loaded.mappings, loaded.sources, found.known, loaded.where)
     notes = list(dict.fromkeys(found.notes + out.notes))  # a template may read one path twice
-    return Findings(problems=found.problems + out.problems, notes=notes)
+    return Findings(problems=list(dict.fromkeys(found.problems + out.problems)), notes=notes)
 
 
 class SourceDecoder(Protocol):
