@@ -66,7 +66,8 @@ def shop_mapping(topic: str, *, phone_path: str = "properties.customer.phone", s
             content:
               body: >-
                 Order {{{{ properties.order_id }}}} {{{{ properties.total }}}} {{{{ properties.currency }}}}
-                at {{{{ timestamp }}}}{{% if properties.coupon_code %}} coupon {{{{ properties.coupon_code }}}}{{% endif %}}
+                at {{{{ timestamp }}}}{{% if
+                properties.coupon_code %}} coupon {{{{ properties.coupon_code }}}}{{% endif %}}
             policies:
               consent: allow_unknown
         """
