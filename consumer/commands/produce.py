@@ -6,6 +6,9 @@ schemas, no registry), `confluent` (the schema registered, if it is not yet, und
 `<topic>-value` of the Schema Registry at `--registry-url` or KAFKA_SCHEMA_REGISTRY_URL, and its id
 in every record), `schemaless` (bare Avro) and `json`. Records are keyed by userId (else anonymousId), so one
 person's events stay on one partition, in order.
+
+`--schema FILE.avsc` writes a user's own records instead (JSON lines in, Avro of that schema out; ISO-8601
+text where the schema has a timestamp logical type), keyed by the value at `--key PATH` if given.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any, TextIO
 
 from consumer.commands.progress import Progress
 from consumer.errors import ConsumerError, KafkaError
-from consumer.events.encode import ENCODINGS, Encoder, event_key
+from consumer.events.encode import ENCODINGS, Encoder, RecordEncoder, event_key
+from consumer.events.paths import parse_path
 from consumer.settings import load_kafka_settings
 
 _PRODUCER = {
@@ -43,6 +47,8 @@ def produce_events(
     registry_password: str = "",
     client_config: Mapping[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
+    schema_file: Path | None = None,
+    key_path: str | None = None,
 ) -> int:
     """Encode and produce `events` to `topic`; flush; return how many were delivered.
 
@@ -55,8 +61,12 @@ def produce_events(
 
         registry = make_registry_client(registry_url, registry_user, registry_password)
     try:
-        encoder = Encoder(
-            encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value"
+        encoder: Encoder | RecordEncoder = (
+            Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value")
+            if schema_file is None
+            else RecordEncoder(
+                encoding=encoding, schema_file=schema_file, registry=registry, subject=f"{topic}-value"
+            )
         )
     finally:
         # The encoder keeps only the id it registered; the client's connections can go.
@@ -74,9 +84,10 @@ def produce_events(
             failures.append(str(err))
 
     count = 0
+    key = parse_path(key_path) if key_path else None
     try:
         for event in events:
-            _produce(producer, topic, encoder.encode(event), event_key(event), on_delivery)
+            _produce(producer, topic, encoder.encode(event), event_key(event, key), on_delivery)
             count += 1
             if count % 1000 == 0:
                 producer.poll(0)
@@ -133,6 +144,10 @@ def main(argv: list[str]) -> int:
         help="Schema Registry URL for 'confluent' (default: KAFKA_SCHEMA_REGISTRY_URL)",
     )
     parser.add_argument("--schemas-dir", type=Path, default=Path("schemas"), help="local Avro schemas")
+    parser.add_argument(
+        "--schema", type=Path, help="write the lines as records of this .avsc (a user's own events)"
+    )
+    parser.add_argument("--key", help="with --schema: the path of the record key, e.g. customer.id")
     args = parser.parse_args(argv)
     try:
         kafka = load_kafka_settings()
@@ -158,6 +173,8 @@ def main(argv: list[str]) -> int:
                 registry_password=password,
                 client_config=kafka.client,
                 progress=progress.update,
+                schema_file=args.schema,
+                key_path=args.key,
             )
     except (OSError, ValueError, ConsumerError) as exc:
         print(f"kafka-twilio produce: {exc}", file=sys.stderr)

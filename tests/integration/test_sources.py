@@ -16,6 +16,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from consumer.commands.produce import produce_events, read_events
 from consumer.errors import MappingError
 from consumer.events.registry import make_registry_client
 from consumer.metrics import Metrics
@@ -164,3 +165,30 @@ async def test_json_records_without_a_field_their_source_reads_are_skipped_and_c
     skipped = {"source": "shop-orders", "result": "skipped"}
     assert metrics.registry.get_sample_value("kafka_twilio_source_records_total", skipped) == 1
     assert len(simulator.messages()) == 1
+
+
+async def test_produce_writes_a_users_own_json_lines_as_avro_through_the_registry_and_they_are_sent(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    service_settings: Callable[..., Settings],
+    schema_registry_url: str,
+    registry: SchemaRegistryClient,
+    simulator: SimulatorHandle,
+) -> None:
+    topic = new_topic(partitions=2)
+    lines = (ROOT / "examples" / "events" / "shop-orders.jsonl").read_text().splitlines()
+    count = produce_events(
+        read_events(lines), bootstrap=kafka_bootstrap, topic=topic, encoding="confluent",
+        registry_url=schema_registry_url, schema_file=SCHEMAS / "com.shop.OrderPlaced.v2.avsc",
+        key_path="customer.id",
+    )  # fmt: skip
+    assert count == 2
+    registered = json.loads(registry.get_latest_version(f"{topic}-value").schema.schema_str)
+    assert registered["fields"][-1]["name"] == "coupon_code", "the .avsc given, registered as written"
+    settings = service_settings([topic], shop_mapping(topic), KAFKA_SCHEMA_REGISTRY_URL=schema_registry_url)
+    journal, _ = await run_until_idle(settings)
+    assert [outcomes[0][1] for _, _, _, outcomes in journal] == ["sent", "sent"]
+    assert sorted(m["Body"] for m in simulator.messages()) == [
+        "Order SO-1001 42.5 EUR at 2026-11-28T10:00:00Z",
+        "Order SO-1002 19.99 USD at 2026-11-28T10:05:00Z coupon WELCOME10",
+    ]
