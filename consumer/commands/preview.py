@@ -159,10 +159,7 @@ def pick_source(loaded: Loaded, topic: str | None, record: str | None) -> Source
     if topic is None:
         return None
     sources = Sources(loaded.sources)
-    of_topic = [s for s in loaded.sources if s.topic == topic]
     source = sources.pick(topic, record)
-    if source is None and record is None and len(of_topic) == 1:
-        source = of_topic[0]
     if source is None:
         known = ", ".join(f"{s.topic} (record {s.record})" if s.record else s.topic for s in loaded.sources)
         raise ValueError(

@@ -126,7 +126,8 @@ class Sources:
 
     def pick(self, topic: str, record: str | None) -> Source | None:
         """The source for a record of `topic`: by its Avro record name (None for JSON), else the topic's
-        source that names no record; None when the record decodes as Segment (no source applies)."""
+        source that names no record (for JSON also the topic's only source); None when the record
+        decodes as Segment (no source applies)."""
         candidates = self._by_topic.get(topic)
         if not candidates or record == SEGMENT_RECORD:
             return None
@@ -139,6 +140,8 @@ class Sources:
                 return source
             if not source.record and not (source.subject and source.subject in self._subject_records):
                 fallback = fallback or source
+        if fallback is None and record is None and len(candidates) == 1:
+            return candidates[0]  # JSON carries no record name: a topic's only source reads it
         return fallback
 
     def named_records(self, topic: str) -> list[str]:

@@ -110,6 +110,9 @@ def test_which_source_reads_a_record() -> None:
     assert sources.pick("shop.orders", None) is anything  # JSON
     assert sources.pick("shop.orders", SEGMENT_RECORD) is None  # Segment records stay Segment
     assert sources.pick("segment-events", "com.shop.OrderPlaced") is None
+    only = Sources((named,))
+    assert only.pick("shop.orders", None) is named, "JSON has no record name: the topic's only source"
+    assert only.pick("shop.orders", "com.shop.Other") is None
 
 
 @pytest.fixture
