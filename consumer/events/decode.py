@@ -167,7 +167,7 @@ class Decoder:
             source = self._sources.pick(ref.topic, None) if ref is not None else None
             if source is None or ref is None:
                 return to_event(data)
-            return _from_source(data, source, ref)
+            return source_event(data, source, ref)
         if encoding == "schemaless":
             assert self._schemaless is not None
             return self._avro(value, 0, self._schemaless, ref)
@@ -255,10 +255,11 @@ class Decoder:
 
     def _avro(self, value: bytes, offset: int, writer: _Writer, ref: RecordRef | None) -> Event:
         source = self._source(writer, ref)
-        record = self._read(value, offset, writer, None if source else writer.reader)
+        reader = writer.reader if source is None else self._sources.reader_for(source, writer.schema)
+        record = self._read(value, offset, writer, reader)
         if source is not None:
             assert ref is not None
-            return _from_source(record, source, ref)
+            return source_event(record, source, ref)
         try:
             return to_event(from_avro(record))
         except RecursionError:
@@ -283,8 +284,9 @@ class Decoder:
         except fastavro.read.SchemaResolutionError as exc:
             raise DecodeError(
                 f"writer schema {writer.schema.name} ({writer.schema.source}) cannot be read as "
-                f"{self._reader.name}: {exc}; produce with a schema compatible with "
-                "schemas/segment_event.avsc (see schemas/README.md)",
+                f"{(reader or {}).get('name')}: {exc}; produce with a schema compatible with "
+                f"{'schemas/segment_event.avsc' if reader is writer.reader else 'the newest version'} "
+                "(see schemas/README.md)",
                 reason="schema_mismatch",
             ) from None
         except RecursionError:
@@ -315,20 +317,6 @@ class Decoder:
                 f"writer schema {writer.schema.source} is not a record", reason="schema_mismatch"
             )
         return record
-
-
-def _from_source(record: Mapping[str, Any], source: Source, ref: RecordRef) -> Event:
-    try:
-        return source_event(record, source, ref)
-    except DecodeError as error:
-        error.source = source.label
-        raise
-    except RecursionError:
-        deep = DecodeError(
-            "the record nests values too deeply to decode; flatten it", reason="schema_mismatch"
-        )
-        deep.source = source.label
-        raise deep from None
 
 
 def _header_key(raw: bytes | None) -> RegistryKey | None:

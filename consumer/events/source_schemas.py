@@ -62,6 +62,8 @@ def find_schemas(
             out.known[source.label] = Known(schema.source, (("", schema),))
         elif source.subject:
             _subject(out, sources, source.label, source.subject, registry, place)
+        if source.label in out.known:
+            sources.learn_reader(source.label, out.known[source.label].versions[-1][1])
     return out
 
 

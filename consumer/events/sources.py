@@ -30,9 +30,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from consumer.errors import RecordRef, SourceFieldMissing
+from consumer.errors import DecodeError, RecordRef, SourceFieldMissing
 from consumer.events.model import JSON, Event
 from consumer.events.paths import MISSING, parse_path, read
+from consumer.events.schemas import AvroSchema
 
 __all__ = ["EventPath", "Source", "SourceFieldMissing", "Sources", "to_event"]
 
@@ -116,6 +117,7 @@ class Sources:
         for source in sources:
             self._by_topic.setdefault(source.topic, []).append(source)
         self._subject_records: dict[str, frozenset[str]] = {}
+        self._readers: dict[str, AvroSchema] = {}
 
     def __bool__(self) -> bool:
         return bool(self.all)
@@ -123,6 +125,18 @@ class Sources:
     def learn_subject(self, subject: str, records: frozenset[str]) -> None:
         """The record names a subject's versions carry: its source selects them (found at start-up)."""
         self._subject_records[subject] = records
+
+    def learn_reader(self, label: str, schema: AvroSchema) -> None:
+        """The newest schema known for a source: older writers of that record are read as it, so a
+        field a later version added is there (its default) in every record (found at start-up)."""
+        self._readers[label] = schema
+
+    def reader_for(self, source: Source, writer: AvroSchema) -> dict[str, Any] | None:
+        """The reader schema for `writer`'s records of `source`; None to read them as written."""
+        reader = self._readers.get(source.label)
+        if reader is None or reader.name != writer.name or reader.canonical == writer.canonical:
+            return None
+        return reader.parsed
 
     def pick(self, topic: str, record: str | None) -> Source | None:
         """The source for a record of `topic`: by its Avro record name (None for JSON), else the topic's
@@ -152,7 +166,22 @@ class Sources:
 
 
 def to_event(record: Mapping[str, Any], source: Source, ref: RecordRef) -> Event:
-    """The Event `source` makes of `record` (Avro values made JSON); SourceFieldMissing naming the path."""
+    """The Event `source` makes of `record` (Avro values made JSON); SourceFieldMissing naming the path,
+    DecodeError for a record nested too deeply; either names the source."""
+    try:
+        return _to_event(record, source, ref)
+    except DecodeError as error:
+        error.source = source.label
+        raise
+    except RecursionError:
+        deep = DecodeError(
+            "the record nests values too deeply to decode; flatten it", reason="schema_mismatch"
+        )
+        deep.source = source.label
+        raise deep from None
+
+
+def _to_event(record: Mapping[str, Any], source: Source, ref: RecordRef) -> Event:
     data = json_value(record)
     out: dict[str, JSON] = {"type": source.type}
     if isinstance(source.event, EventPath):

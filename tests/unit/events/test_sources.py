@@ -25,6 +25,7 @@ from tests.unit._fixtures import SCHEMAS_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOP_V2 = ROOT / "examples" / "schemas" / "com.shop.OrderPlaced.v2.avsc"
+SHOP_V1 = ROOT / "examples" / "schemas" / "com.shop.OrderPlaced.v1.avsc"
 REF = RecordRef("shop.orders", 2, 41)
 PLACED = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
 
@@ -120,11 +121,12 @@ def schemas_dir(tmp_path: Path) -> Path:
     """The project's schemas plus the shop's, as CONSUMER_SCHEMAS_DIR would hold them."""
     shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
     shutil.copy(SHOP_V2, tmp_path / "schemas" / SHOP_V2.name)
+    shutil.copy(SHOP_V1, tmp_path / "schemas" / SHOP_V1.name)
     return tmp_path / "schemas"
 
 
-def shop_value(data: dict[str, Any]) -> bytes:
-    schema = parse_schema(SHOP_V2.read_text(), source=str(SHOP_V2))
+def shop_value(data: dict[str, Any], file: Path = SHOP_V2) -> bytes:
+    schema = parse_schema(file.read_text(), source=str(file))
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema.parsed, data)
     return SINGLE_OBJECT_MAGIC + schema.fingerprint + buf.getvalue()
@@ -180,3 +182,13 @@ def test_an_avro_record_no_source_of_its_topic_reads_is_dead_lettered_naming_the
     assert error.value.reason == "no_source"
     assert "record com.shop.OrderPlaced" in error.value.message
     assert "its sources read com.shop.Refund" in error.value.message
+
+
+def test_older_writers_are_read_as_the_newest_known_version(schemas_dir: Path) -> None:
+    decoder = Decoder(schemas_dir=schemas_dir)
+    sources = Sources((source(record="com.shop.OrderPlaced"),))
+    old = shop_value({k: v for k, v in shop_record().items() if k != "coupon_code"}, SHOP_V1)
+    decoder.use_sources(sources)
+    assert "coupon_code" not in decoder.decode(old, record=REF).properties, "no reader known: as written"
+    sources.learn_reader("shop.orders/com.shop.OrderPlaced", parse_schema(SHOP_V2.read_text(), source="v2"))
+    assert decoder.decode(old, record=REF).properties["coupon_code"] is None, "v2's default"
