@@ -164,7 +164,9 @@ class Decoder:
             encoding = _detect(value)
         if encoding == "json":
             data = parse_object(value)
-            source = self._sources.pick(ref.topic, None) if ref is not None else None
+            # JSON names no schema: a Segment envelope (type and messageId) stays a Segment event.
+            segment = isinstance(data.get("type"), str) and isinstance(data.get("messageId"), str)
+            source = self._sources.pick(ref.topic, None) if ref is not None and not segment else None
             if source is None or ref is None:
                 return to_event(data)
             return source_event(data, source, ref)
