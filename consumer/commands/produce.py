@@ -55,23 +55,8 @@ def produce_events(
     `progress(count)` is called as events are queued (every 1,000)."""
     from confluent_kafka import Producer
 
-    registry = None
-    if registry_url:
-        from consumer.events.registry import make_registry_client
-
-        registry = make_registry_client(registry_url, registry_user, registry_password)
-    try:
-        encoder: Encoder | RecordEncoder = (
-            Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value")
-            if schema_file is None
-            else RecordEncoder(
-                encoding=encoding, schema_file=schema_file, registry=registry, subject=f"{topic}-value"
-            )
-        )
-    finally:
-        # The encoder keeps only the id it registered; the client's connections can go.
-        if registry is not None and not registry_url.startswith("mock://"):
-            registry.close()
+    registry = (registry_url, registry_user, registry_password)
+    encoder = _encoder(encoding, topic, schemas_dir, schema_file, registry)
     # librdkafka's own lines (a fresh broker's "Failed to acquire idempotence PID") go through logging.
     logger = logging.getLogger("librdkafka")
     producer = Producer(
@@ -102,6 +87,28 @@ def produce_events(
             f"({failures[0] if failures else 'flush timed out'}); check the broker and the topic"
         )
     return count
+
+
+def _encoder(
+    encoding: str, topic: str, schemas_dir: Path, schema_file: Path | None, registry: tuple[str, str, str]
+) -> Encoder | RecordEncoder:
+    """Segment events with the project's schema, or a user's own records with `schema_file`; the
+    schema registered under `<topic>-value` of the registry (url, user, password) when one is given."""
+    url = registry[0]
+    client = None
+    if url:
+        from consumer.events.registry import make_registry_client
+
+        client = make_registry_client(*registry)
+    subject = f"{topic}-value"
+    try:
+        if schema_file is None:
+            return Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=client, subject=subject)
+        return RecordEncoder(encoding=encoding, schema_file=schema_file, registry=client, subject=subject)
+    finally:
+        # The encoder keeps only the id it registered; the client's connections can go.
+        if client is not None and not url.startswith("mock://"):
+            client.close()
 
 
 def _produce(

@@ -34,7 +34,7 @@ from consumer.events.jsonvalue import parse_object
 from consumer.events.model import JSON, Event
 from consumer.events.registry import RegistryKey, RegistrySchemas, describe_key, make_registry_client
 from consumer.events.schemas import SINGLE_OBJECT_MAGIC, AvroSchema, LocalSchemas, from_avro, parse_schema
-from consumer.events.sources import SEGMENT_RECORD, Source, Sources
+from consumer.events.sources import Sources
 from consumer.events.sources import to_event as source_event
 
 __all__ = ["ENCODINGS", "Decoder", "Headers", "make_registry_client", "to_event"]
@@ -241,24 +241,10 @@ class Decoder:
         same = schema.canonical == self._reader.canonical
         return _Writer(schema=schema, reader=None if same else self._reader.parsed)
 
-    def _source(self, writer: _Writer, ref: RecordRef | None) -> Source | None:
-        """The source that reads this record; None for Segment records and topics without sources."""
-        if ref is None or not self._sources.has(ref.topic) or writer.schema.name == SEGMENT_RECORD:
-            return None
-        source = self._sources.pick(ref.topic, writer.schema.name)
-        if source is None:
-            named = ", ".join(self._sources.named_records(ref.topic))
-            raise DecodeError(
-                f"record {writer.schema.name} ({writer.schema.source}) on topic {ref.topic!r} matches no "
-                f"source (its sources read {named}); add a source for it to the mapping file",
-                reason="no_source",
-            )
-        return source
-
     def _avro(self, value: bytes, offset: int, writer: _Writer, ref: RecordRef | None) -> Event:
-        source = self._source(writer, ref)
+        source = self._sources.for_writer(ref.topic, writer.schema) if ref is not None else None
         reader = writer.reader if source is None else self._sources.reader_for(source, writer.schema)
-        record = self._read(value, offset, writer, reader)
+        record = _read(value, offset, writer, reader)
         if source is not None:
             assert ref is not None
             return source_event(record, source, ref)
@@ -270,55 +256,53 @@ class Decoder:
                 reason="schema_mismatch",
             ) from None
 
-    def _read(
-        self, value: bytes, offset: int, writer: _Writer, reader: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        buf = io.BytesIO(value)
-        buf.seek(offset)
-        try:
-            record = fastavro.schemaless_reader(buf, writer.schema.parsed, reader)
-        except UnicodeDecodeError as exc:
+
+def _read(value: bytes, offset: int, writer: _Writer, reader: dict[str, Any] | None) -> dict[str, Any]:
+    """The Avro record in `value` from `offset`, read as `reader` (None: as written); DecodeError."""
+    buf = io.BytesIO(value)
+    buf.seek(offset)
+    try:
+        record = fastavro.schemaless_reader(buf, writer.schema.parsed, reader)
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"a string in the Avro record is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+            "fix the producer's string encoding",
+            reason="invalid_utf8",
+        ) from None
+    except fastavro.read.SchemaResolutionError as exc:
+        raise DecodeError(
+            f"writer schema {writer.schema.name} ({writer.schema.source}) cannot be read as "
+            f"{(reader or {}).get('name')}: {exc}; produce with a schema compatible with "
+            f"{'schemas/segment_event.avsc' if reader is writer.reader else 'the newest version'} "
+            "(see schemas/README.md)",
+            reason="schema_mismatch",
+        ) from None
+    except RecursionError:
+        raise DecodeError(
+            "the Avro record nests values too deeply to decode; flatten the event",
+            reason="schema_mismatch",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - fastavro signals bad bytes with many exception types
+        if buf.tell() >= len(value) or isinstance(exc, EOFError):
             raise DecodeError(
-                f"a string in the Avro record is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                "fix the producer's string encoding",
-                reason="invalid_utf8",
+                f"the Avro record ends early ({len(value)} bytes, writer schema {writer.schema.source}); "
+                "the record was cut, or was written with another schema",
+                reason="truncated",
             ) from None
-        except fastavro.read.SchemaResolutionError as exc:
-            raise DecodeError(
-                f"writer schema {writer.schema.name} ({writer.schema.source}) cannot be read as "
-                f"{(reader or {}).get('name')}: {exc}; produce with a schema compatible with "
-                f"{'schemas/segment_event.avsc' if reader is writer.reader else 'the newest version'} "
-                "(see schemas/README.md)",
-                reason="schema_mismatch",
-            ) from None
-        except RecursionError:
-            raise DecodeError(
-                "the Avro record nests values too deeply to decode; flatten the event",
-                reason="schema_mismatch",
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - fastavro signals bad bytes with many exception types
-            if buf.tell() >= len(value) or isinstance(exc, EOFError):
-                raise DecodeError(
-                    f"the Avro record ends early ({len(value)} bytes, writer schema {writer.schema.source}); "
-                    "the record was cut, or was written with another schema",
-                    reason="truncated",
-                ) from None
-            raise DecodeError(
-                f"the bytes do not match writer schema {writer.schema.source} ({type(exc).__name__} at "
-                f"byte {buf.tell()}); the producer used another schema or corrupted the record",
-                reason="schema_mismatch",
-            ) from None
-        if buf.tell() != len(value):
-            raise DecodeError(
-                f"{len(value) - buf.tell()} bytes left over after the record (writer schema "
-                f"{writer.schema.source}); the producer used another schema than the one named",
-                reason="schema_mismatch",
-            )
-        if not isinstance(record, dict):  # parse_schema only admits record schemas; kept for mypy
-            raise DecodeError(
-                f"writer schema {writer.schema.source} is not a record", reason="schema_mismatch"
-            )
-        return record
+        raise DecodeError(
+            f"the bytes do not match writer schema {writer.schema.source} ({type(exc).__name__} at "
+            f"byte {buf.tell()}); the producer used another schema or corrupted the record",
+            reason="schema_mismatch",
+        ) from None
+    if buf.tell() != len(value):
+        raise DecodeError(
+            f"{len(value) - buf.tell()} bytes left over after the record (writer schema "
+            f"{writer.schema.source}); the producer used another schema than the one named",
+            reason="schema_mismatch",
+        )
+    if not isinstance(record, dict):  # parse_schema only admits record schemas; kept for mypy
+        raise DecodeError(f"writer schema {writer.schema.source} is not a record", reason="schema_mismatch")
+    return record
 
 
 def _header_key(raw: bytes | None) -> RegistryKey | None:

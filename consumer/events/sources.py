@@ -158,11 +158,20 @@ class Sources:
             return candidates[0]  # JSON carries no record name: a topic's only source reads it
         return fallback
 
-    def named_records(self, topic: str) -> list[str]:
-        return sorted({s.record for s in self._by_topic.get(topic, []) if s.record})
-
-    def has(self, topic: str) -> bool:
-        return topic in self._by_topic
+    def for_writer(self, topic: str, writer: AvroSchema) -> Source | None:
+        """The source for an Avro record of `topic` written with `writer`: None for Segment records and
+        topics without sources; DecodeError `no_source` when the topic's sources read other records."""
+        if topic not in self._by_topic or writer.name == SEGMENT_RECORD:
+            return None
+        source = self.pick(topic, writer.name)
+        if source is None:
+            named = ", ".join(sorted({s.record for s in self._by_topic[topic] if s.record}))
+            raise DecodeError(
+                f"record {writer.name} ({writer.source}) on topic {topic!r} matches no source (its "
+                f"sources read {named}); add a source for it to the mapping file",
+                reason="no_source",
+            )
+        return source
 
 
 def to_event(record: Mapping[str, Any], source: Source, ref: RecordRef) -> Event:
