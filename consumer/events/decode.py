@@ -164,12 +164,8 @@ class Decoder:
             encoding = _detect(value)
         if encoding == "json":
             data = parse_object(value)
-            # JSON names no schema: a Segment envelope (type and messageId) stays a Segment event.
-            segment = isinstance(data.get("type"), str) and isinstance(data.get("messageId"), str)
-            source = self._sources.pick(ref.topic, None) if ref is not None and not segment else None
-            if source is None or ref is None:
-                return to_event(data)
-            return source_event(data, source, ref)
+            source = self._sources.for_json(ref.topic, data) if ref is not None else None
+            return to_event(data) if source is None or ref is None else source_event(data, source, ref)
         if encoding == "schemaless":
             assert self._schemaless is not None
             return self._avro(value, 0, self._schemaless, ref)

@@ -158,6 +158,15 @@ class Sources:
             return candidates[0]  # JSON carries no record name: a topic's only source reads it
         return fallback
 
+    def for_json(self, topic: str, data: Mapping[str, Any]) -> Source | None:
+        """The source for a JSON record of `topic`. JSON names no schema, so a Segment envelope (a
+        string `type` and `messageId`) stays a Segment event."""
+        if topic not in self._by_topic:
+            return None
+        if isinstance(data.get("type"), str) and isinstance(data.get("messageId"), str):
+            return None
+        return self.pick(topic, None)
+
     def for_writer(self, topic: str, writer: AvroSchema) -> Source | None:
         """The source for an Avro record of `topic` written with `writer`: None for Segment records and
         topics without sources; DecodeError `no_source` when the topic's sources read other records."""
