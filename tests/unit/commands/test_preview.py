@@ -251,3 +251,29 @@ def test_preview_shows_a_hold_by_twilio_with_the_sendat_the_service_adds(
         in out
     )
     assert "check: dedup: skipped if" in out
+
+
+def test_validate_checks_the_shop_examples_paths_against_its_schema(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert validate_main([str(EXAMPLES / "mappings" / "shop-orders.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "path 'properties.coupon_code' is optional: coupon_code may be null or absent" in out
+    assert "OK: 1 mapping(s) (1 enabled) and 1 source(s) in 1 file(s)" in out
+
+
+def test_preview_reads_a_topics_own_records_through_its_source(capsys: pytest.CaptureFixture[str]) -> None:
+    shop = [str(EXAMPLES / "mappings" / "shop-orders.yaml")]
+    events = str(EXAMPLES / "events" / "shop-orders.jsonl")
+    assert (
+        preview_main(["--mappings", *shop, "--events", events, "--topic", "shop.orders", "--now", NOW]) == 0
+    )
+    out = capsys.readouterr().out
+    assert 'event 2 (track "Order Placed", messageId SO-1002)' in out
+    assert "            Body=Thanks for your order SO-1002: 19.99 USD, coupon WELCOME10 applied.\n" in out
+    with pytest.raises(SystemExit):
+        preview_main(["--mappings", *shop, "--events", events, "--topic", "other"])
+    assert (
+        "no source for topic 'other'; the mapping files have: shop.orders (record com.shop.OrderPlaced)"
+        in (capsys.readouterr().err)
+    )
