@@ -89,6 +89,12 @@ def _subject(  # noqa: PLR0917  private helper of find_schemas, called once
             f"{place}: subject {subject!r} not fetched ({exc.message}); its paths are checked on each record"
         )
         return
+    if not versions:
+        out.problems.append(
+            f"{place}: subject: {subject!r} has no versions in the Schema Registry at "
+            f"{registry.url}. Fix: register the producer's schema, or name its subject"
+        )
+        return
     schemas: list[tuple[str, AvroSchema]] = []
     for number, text in versions:
         try:

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from consumer.commands.preview import validate_main
 from consumer.commands.produce import produce_events, read_events
 from consumer.errors import MappingError
 from consumer.events.registry import make_registry_client
@@ -191,3 +193,27 @@ async def test_produce_writes_a_users_own_json_lines_as_avro_through_the_registr
         "Order SO-1001 42.5 EUR at 2026-11-28T10:00:00Z coupon=",
         "Order SO-1002 19.99 USD at 2026-11-28T10:05:00Z coupon=WELCOME10",
     ]
+
+
+def test_validate_checks_paths_against_the_real_registrys_subject_and_names_an_unknown_one(
+    tmp_path: Path,
+    new_topic: Callable[..., str],
+    schema_registry_url: str,
+    registry: SchemaRegistryClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topic = new_topic()
+    serialize(registry, topic, V1, [order(1)])
+    path = tmp_path / "shop.yaml"
+    path.write_text(shop_mapping(topic, phone_path="properties.customer.phnoe"))
+    assert validate_main([str(path), "--registry-url", schema_registry_url]) == 1
+    err = capsys.readouterr().err
+    assert f"path 'properties.customer.phnoe' is not in subject '{topic}-value'" in err
+    assert "path 'properties.coupon_code' is not in subject" in err, "only version 1 is registered"
+    path.write_text(shop_mapping(f"{topic}-typo"))
+    assert validate_main([str(path), "--registry-url", schema_registry_url]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"source 'shop-orders': subject: schema subject {topic}-typo-value is not in the Schema Registry"
+        in err
+    )

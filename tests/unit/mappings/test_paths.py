@@ -166,3 +166,31 @@ def test_mapping_paths_lists_conditions_recipients_and_template_variables(tmp_pa
         ("content.body", (("properties", "order_id"),)),
         ("content.body", (("properties", "coupon_code"),)),
     ]
+
+
+class _Down:
+    """A registry client whose server refuses connections."""
+
+    def get_versions(self, subject: str) -> list[int]:
+        raise ConnectionRefusedError("connection refused")
+
+
+def test_a_subject_the_registry_cannot_be_asked_for_is_checked_per_record_and_an_empty_one_is_a_problem(
+    tmp_path: Path,
+) -> None:
+    from consumer.events.registry import RegistrySchemas, make_registry_client
+    from consumer.events.sources import Sources
+    from consumer.mappings.paths import check_loaded
+
+    path = shop(tmp_path)
+    path.write_text(path.read_text().replace("schema: com.shop.OrderPlaced.v2.avsc", "subject: shop-value"))
+    loaded = load_files(path)
+    down = check_loaded(loaded, Sources(loaded.sources), None, RegistrySchemas(_Down()))
+    assert down.problems == []
+    assert any("subject 'shop-value' not fetched" in n and "checked on each record" in n for n in down.notes)
+    empty = RegistrySchemas(make_registry_client("mock://paths-empty"))
+    found = check_loaded(loaded, Sources(loaded.sources), None, empty)
+    assert found.problems == [
+        f"{path}:4: source 'shop.orders': subject: 'shop-value' has no versions in the Schema Registry at "
+        "mock://paths-empty. Fix: register the producer's schema, or name its subject"
+    ]
