@@ -3,6 +3,7 @@
     ConsumerError
      ├── SettingsError          settings invalid at start-up (names the variable and the fix)
      ├── DecodeError            bytes could not become an Event (dead-lettered, stage "decode")
+     │    └── SourceFieldMissing  a record lacks what its `sources:` entry reads (skipped, counted)
      ├── RegistryError          the Schema Registry could not be asked (the records wait, never dead-lettered)
      ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
      ├── RenderError            an Event x Mapping could not become a Twilio request
@@ -37,6 +38,8 @@ class ConsumerError(Exception):
 
     #: The data-path stage the error belongs to; it becomes the dead-letter `stage` header.
     stage: str = "consumer"
+    #: The `sources:` entry that read the record, when it was not Segment-shaped (a dead-letter header).
+    source: str | None = None
 
     def __init__(self, message: str, *, record: RecordRef | None = None) -> None:
         super().__init__(message)
@@ -72,6 +75,12 @@ class DecodeError(ConsumerError):
     def __init__(self, message: str, *, reason: str, record: RecordRef | None = None) -> None:
         super().__init__(message, record=record)
         self.reason = reason
+
+
+class SourceFieldMissing(DecodeError):
+    """A record lacks a field its source reads, or holds one of the wrong kind. Where the writer schema
+    is known these paths were checked at start-up; otherwise this is the per-record check: the record is
+    skipped (`skipped:missing_field`, counted), the path in the message."""
 
 
 class RegistryError(ConsumerError):

@@ -59,6 +59,12 @@ class Metrics:
         self.dead_letters = self._counter(
             "dead_letters", "Records written to the dead-letter topic.", ["stage", "reason"]
         )
+        self.source_records = self._counter(
+            "source_records",
+            "Records of a user's own schema read through a `sources:` entry, by source and result "
+            "(decoded, skipped: a field its source reads is missing, dead_lettered).",
+            ["source", "result"],
+        )
         self.ready = self._gauge("ready", "1 when partitions are assigned and Twilio is reachable.")
         self.schema_lookups = self._counter(
             "schema_lookups",

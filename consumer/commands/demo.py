@@ -3,7 +3,8 @@
 Starts what is missing (the local Kafka broker unless KAFKA_BOOTSTRAP_SERVERS answers; the Twilio
 simulator unless real Twilio credentials are set; with `--encoding confluent`, or DEMO_ENCODING=confluent,
 the local Schema Registry unless KAFKA_SCHEMA_REGISTRY_URL answers), produces the sample events to a
-fresh topic, runs the consumer until it is idle, prints what happened, and stops everything it started.
+fresh topic, and a shop's own order events (not Segment-shaped, read through a `sources:` entry) to a
+second one, runs the consumer until it is idle, prints what happened, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from consumer.commands.demo_shop import produce_shop_orders
 from consumer.logs import configure_logging, mask_text
 from consumer.metrics import Metrics
 from consumer.settings import load_settings
@@ -190,7 +193,8 @@ def _run(args: argparse.Namespace, bootstrap: str, service_env: dict[str, str]) 
 
     run = uuid.uuid4().hex[:8]
     topic, dlq, ledger = f"demo.events.{run}", f"demo.dead-letter.{run}", f"demo.sent.{run}"
-    _create_topics(bootstrap, {topic: args.partitions, dlq: 1})
+    shop_topic = f"demo.shop-orders.{run}"
+    _create_topics(bootstrap, {topic: args.partitions, shop_topic: args.partitions, dlq: 1})
     events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
     _move_appointments_ahead(events, datetime.now(UTC))
     registry_url = service_env.get("KAFKA_SCHEMA_REGISTRY_URL", "")
@@ -199,17 +203,25 @@ def _run(args: argparse.Namespace, bootstrap: str, service_env: dict[str, str]) 
     produced += _produce_garbage(bootstrap, topic)
     how = f"{args.encoding}, through the Schema Registry at {registry_url}" if registry_url else args.encoding
     print(f"demo: produced {produced} records to {topic} ({args.partitions} partitions, {how})")
+    scratch = tempfile.TemporaryDirectory(prefix="kafka-twilio-demo-")
+    shop = produce_shop_orders(bootstrap, shop_topic, demo_mappings=args.mappings,
+                               scratch=Path(scratch.name), registry_url=registry_url)  # fmt: skip
+    produced += shop.produced
+    print(
+        f"demo: produced {shop.produced} shop orders (com.shop.OrderPlaced, {shop.encoding}) to {shop_topic}"
+    )
     env = {**service_env,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": topic, "KAFKA_GROUP_ID": f"demo-{run}",
-        "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
-        "CONSUMER_MAPPINGS": str(args.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": f"{topic},{shop_topic}",
+        "KAFKA_GROUP_ID": f"demo-{run}", "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
+        "CONSUMER_MAPPINGS": str(shop.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
         "CONSUMER_METRICS_PORT": "0", "CONSUMER_METRICS_HOST": "127.0.0.1",
     }  # fmt: skip
     settings = load_settings(environ={**os.environ, **env})
     result = _Result(0, produced, None, Metrics(), [])
     service = Service(settings, Parts.real(settings), metrics=result.metrics,
                       journal=lambda *r: result.outcomes.append(r), exit_when_idle_s=2.0)  # fmt: skip
-    result.code = run_service(service)
+    with scratch:
+        result.code = run_service(service)
     result.port = service.metrics_port
     return result
 

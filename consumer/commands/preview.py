@@ -4,6 +4,11 @@
 `consumer.pipeline.handle.decide` the service runs, then the quiet-hours gate at that time (held by
 Twilio, held in memory, or dropped). The gates that depend on earlier sends (de-duplication,
 frequency caps, sender rates) are listed as the checks the service will make.
+
+With `--topic`, the lines are the user's own records of that topic and the mapping file's source for
+it makes them events, as the service's decoder does (line N is offset N-1 of partition 0). `validate`
+checks every path of the sources, and of the mappings they fire, against the writer schemas it can
+find (a source's `schema:` file, `--schemas-dir`, the subjects of `--registry-url`).
 """
 
 from __future__ import annotations
@@ -12,17 +17,20 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from consumer.errors import MappingError
+from consumer.errors import MappingError, RecordRef, SourceFieldMissing
 from consumer.events.model import Event
-from consumer.mappings.load import load_mappings
+from consumer.events.schemas import READER_FILE, LocalSchemas
+from consumer.events.sources import Source, Sources, to_event
+from consumer.mappings.load import Loaded, load_files
 from consumer.mappings.match import MatchIndex
-from consumer.mappings.model import Mapping
+from consumer.mappings.paths import Findings, check_loaded
 from consumer.pipeline.gates import quiet_hours
 from consumer.pipeline.handle import Fail, Send, decide
 from consumer.pipeline.message import OutboundMessage
@@ -139,9 +147,31 @@ def _read_events(path: str) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _load(paths: Sequence[str], err: TextIO) -> tuple[Mapping, ...] | None:
+def record_event(data: dict[str, object], source: Source | None, number: int) -> Event:
+    """The event a JSON line becomes: Segment-shaped, or made by `source` (SourceFieldMissing)."""
+    if source is None:
+        return Event.from_segment(data)
+    return to_event(data, source, RecordRef(source.topic, 0, number - 1))
+
+
+def pick_source(loaded: Loaded, topic: str | None, record: str | None) -> Source | None:
+    """The source `--topic` (and `--record`) name; ValueError listing the choices when there is none."""
+    if topic is None:
+        return None
+    sources = Sources(loaded.sources)
+    source = sources.pick(topic, record)
+    if source is None:
+        known = ", ".join(f"{s.topic} (record {s.record})" if s.record else s.topic for s in loaded.sources)
+        raise ValueError(
+            f"no source for topic {topic!r}{f' and record {record!r}' if record else ''}; "
+            f"the mapping files have: {known or 'no sources'}"
+        )
+    return source
+
+
+def _load(paths: Sequence[str], err: TextIO) -> Loaded | None:
     try:
-        return load_mappings(*(Path(p) for p in paths))
+        return load_files(*(Path(p) for p in paths))
     except MappingError as exc:
         for problem in exc.problems:
             print(problem, file=err)
@@ -163,21 +193,59 @@ def validate_main(argv: list[str]) -> int:
     """Check mapping files and report every problem at once; exit 1 when there is any."""
     parser = argparse.ArgumentParser(prog="kafka-twilio validate", description=validate_main.__doc__)
     parser.add_argument("mappings", nargs="+", metavar="MAPPINGS", help="mapping YAML file(s)")
+    parser.add_argument("--schemas-dir", type=Path, default=Path("schemas"), help="local Avro schemas")
+    parser.add_argument(
+        "--registry-url",
+        default=os.environ.get("KAFKA_SCHEMA_REGISTRY_URL", ""),
+        help="Schema Registry whose subjects the sources name (default: KAFKA_SCHEMA_REGISTRY_URL)",
+    )
     args = parser.parse_args(argv)
-    mappings = _load(args.mappings, sys.stderr)
-    if mappings is None:
+    loaded = _load(args.mappings, sys.stderr)
+    if loaded is None:
         return 1
+    mappings = loaded.mappings
     enabled = sum(m.enabled for m in mappings)
-    print(f"OK: {len(mappings)} mapping(s) ({enabled} enabled) in {len(args.mappings)} file(s).")
+    if not loaded.sources:
+        print(f"OK: {len(mappings)} mapping(s) ({enabled} enabled) in {len(args.mappings)} file(s).")
+        return 0
+    findings = check_sources(loaded, args.schemas_dir, args.registry_url)
+    for note in findings.notes:
+        print(f"note: {note}")
+    for problem in findings.problems:
+        print(problem, file=sys.stderr)
+    if findings.problems:
+        print(f"{len(findings.problems)} problem(s) found.", file=sys.stderr)
+        return 1
+    print(
+        f"OK: {len(mappings)} mapping(s) ({enabled} enabled) and {len(loaded.sources)} source(s) in "
+        f"{len(args.mappings)} file(s); every path checked where the writer schema is known."
+    )
     return 0
+
+
+def check_sources(loaded: Loaded, schemas_dir: Path, registry_url: str) -> Findings:
+    """The path check `validate` runs: the local schemas and, when given, the registry's subjects."""
+    from consumer.events.registry import RegistrySchemas, make_registry_client
+
+    local = LocalSchemas.load(schemas_dir) if (schemas_dir / READER_FILE).is_file() else None
+    registry = RegistrySchemas(make_registry_client(registry_url), attempts=1) if registry_url else None
+    try:
+        return check_loaded(loaded, Sources(loaded.sources), local, registry)
+    finally:
+        if registry is not None:
+            registry.close()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kafka-twilio preview", description=preview_main.__doc__)
     parser.add_argument("--mappings", required=True, nargs="+", action="extend", help="mapping YAML file(s)")
     parser.add_argument(
-        "--events", required=True, help="Segment-shaped events, one JSON object a line (- = stdin)"
+        "--events",
+        required=True,
+        help="Segment events, or with --topic that topic's own records: a JSON object a line (- = stdin)",
     )
+    parser.add_argument("--topic", help="read the lines as records of this topic, through its source")
+    parser.add_argument("--record", help="the Avro record name, when the topic has a source per record")
     parser.add_argument("--default-region", default="US", help="region for numbers without a country code")
     parser.add_argument("--now", help="what the service would do at this time, ISO-8601 (default: now)")
     parser.add_argument(
@@ -193,15 +261,18 @@ def preview_main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     now = _now(parser, args.now)
-    mappings = _load(args.mappings, sys.stderr)
-    if mappings is None:
+    loaded = _load(args.mappings, sys.stderr)
+    if loaded is None:
         return 1
     try:
+        source = pick_source(loaded, args.topic, args.record)
         lines = list(_read_events(args.events))
+    except ValueError as exc:
+        parser.error(str(exc))
     except OSError as exc:
         print(f"cannot read {args.events}: {exc.strerror}", file=sys.stderr)
         return 2
-    index = MatchIndex(mappings)
+    index = MatchIndex(loaded.mappings)
     totals: Counter[str] = Counter()
     bad_lines = 0
     for number, line in lines:
@@ -213,7 +284,12 @@ def preview_main(argv: list[str]) -> int:
             bad_lines += 1
             print(f"{args.events}:{number}: not a JSON event object ({exc}); skipped", file=sys.stderr)
             continue
-        event = Event.from_segment(data)
+        try:
+            event = record_event(data, source, number)
+        except SourceFieldMissing as exc:
+            totals[f"skip:{exc.reason}"] += 1
+            print(f"record {number}: SKIP ({exc.reason}): {exc.message}")
+            continue
         outcomes = preview_event(
             index, event, default_region=args.default_region, now=now,
             strict_numbers=args.phone_validation == "strict",

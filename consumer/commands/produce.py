@@ -6,6 +6,9 @@ schemas, no registry), `confluent` (the schema registered, if it is not yet, und
 `<topic>-value` of the Schema Registry at `--registry-url` or KAFKA_SCHEMA_REGISTRY_URL, and its id
 in every record), `schemaless` (bare Avro) and `json`. Records are keyed by userId (else anonymousId), so one
 person's events stay on one partition, in order.
+
+`--schema FILE.avsc` writes a user's own records instead (JSON lines in, Avro of that schema out; ISO-8601
+text where the schema has a timestamp logical type), keyed by the value at `--key PATH` if given.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any, TextIO
 
 from consumer.commands.progress import Progress
 from consumer.errors import ConsumerError, KafkaError
-from consumer.events.encode import ENCODINGS, Encoder, event_key
+from consumer.events.encode import ENCODINGS, Encoder, RecordEncoder, event_key
+from consumer.events.paths import parse_path
 from consumer.settings import load_kafka_settings
 
 _PRODUCER = {
@@ -43,25 +47,16 @@ def produce_events(
     registry_password: str = "",
     client_config: Mapping[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
+    schema_file: Path | None = None,
+    key_path: str | None = None,
 ) -> int:
     """Encode and produce `events` to `topic`; flush; return how many were delivered.
 
     `progress(count)` is called as events are queued (every 1,000)."""
     from confluent_kafka import Producer
 
-    registry = None
-    if registry_url:
-        from consumer.events.registry import make_registry_client
-
-        registry = make_registry_client(registry_url, registry_user, registry_password)
-    try:
-        encoder = Encoder(
-            encoding=encoding, schemas_dir=schemas_dir, registry=registry, subject=f"{topic}-value"
-        )
-    finally:
-        # The encoder keeps only the id it registered; the client's connections can go.
-        if registry is not None and not registry_url.startswith("mock://"):
-            registry.close()
+    registry = (registry_url, registry_user, registry_password)
+    encoder = _encoder(encoding, topic, schemas_dir, schema_file, registry)
     # librdkafka's own lines (a fresh broker's "Failed to acquire idempotence PID") go through logging.
     logger = logging.getLogger("librdkafka")
     producer = Producer(
@@ -74,9 +69,10 @@ def produce_events(
             failures.append(str(err))
 
     count = 0
+    key = parse_path(key_path) if key_path else None
     try:
         for event in events:
-            _produce(producer, topic, encoder.encode(event), event_key(event), on_delivery)
+            _produce(producer, topic, encoder.encode(event), event_key(event, key), on_delivery)
             count += 1
             if count % 1000 == 0:
                 producer.poll(0)
@@ -91,6 +87,28 @@ def produce_events(
             f"({failures[0] if failures else 'flush timed out'}); check the broker and the topic"
         )
     return count
+
+
+def _encoder(
+    encoding: str, topic: str, schemas_dir: Path, schema_file: Path | None, registry: tuple[str, str, str]
+) -> Encoder | RecordEncoder:
+    """Segment events with the project's schema, or a user's own records with `schema_file`; the
+    schema registered under `<topic>-value` of the registry (url, user, password) when one is given."""
+    url = registry[0]
+    client = None
+    if url:
+        from consumer.events.registry import make_registry_client
+
+        client = make_registry_client(*registry)
+    subject = f"{topic}-value"
+    try:
+        if schema_file is None:
+            return Encoder(encoding=encoding, schemas_dir=schemas_dir, registry=client, subject=subject)
+        return RecordEncoder(encoding=encoding, schema_file=schema_file, registry=client, subject=subject)
+    finally:
+        # The encoder keeps only the id it registered; the client's connections can go.
+        if client is not None and not url.startswith("mock://"):
+            client.close()
 
 
 def _produce(
@@ -133,6 +151,10 @@ def main(argv: list[str]) -> int:
         help="Schema Registry URL for 'confluent' (default: KAFKA_SCHEMA_REGISTRY_URL)",
     )
     parser.add_argument("--schemas-dir", type=Path, default=Path("schemas"), help="local Avro schemas")
+    parser.add_argument(
+        "--schema", type=Path, help="write the lines as records of this .avsc (a user's own events)"
+    )
+    parser.add_argument("--key", help="with --schema: the path of the record key, e.g. customer.id")
     args = parser.parse_args(argv)
     try:
         kafka = load_kafka_settings()
@@ -158,6 +180,8 @@ def main(argv: list[str]) -> int:
                 registry_password=password,
                 client_config=kafka.client,
                 progress=progress.update,
+                schema_file=args.schema,
+                key_path=args.key,
             )
     except (OSError, ValueError, ConsumerError) as exc:
         print(f"kafka-twilio produce: {exc}", file=sys.stderr)

@@ -9,7 +9,9 @@ Encodings (`auto` detects the first three by their first bytes):
 - schemaless: bare Avro binary written with one configured schema (never auto-detected).
 
 Every writer schema is resolved against the current reader schema (`schemas/segment_event.avsc`)
-with Avro's resolution rules, so older and newer compatible writers decode to the same Event.
+with Avro's resolution rules, so older and newer compatible writers decode to the same Event; on a
+topic with `sources:` (`consumer.events.sources`), a record of another schema is read with its writer
+schema alone and its source makes the Event, as it does for a JSON record there.
 Decoding is pure and raises only DecodeError once the writer schema is known. A registry schema not
 known yet is looked up by `decode` itself (blocking, with retries: for one-shot callers), or, in the
 service, ahead of time off the event loop: `registry_key` says which schema a record still needs,
@@ -19,8 +21,6 @@ service, ahead of time off the event loop: `registry_key` says which schema a re
 from __future__ import annotations
 
 import io
-import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,12 @@ import fastavro
 import fastavro.read
 
 from consumer.errors import DecodeError, RecordRef, RegistryError, SettingsError
+from consumer.events.jsonvalue import parse_object
 from consumer.events.model import JSON, Event
 from consumer.events.registry import RegistryKey, RegistrySchemas, describe_key, make_registry_client
 from consumer.events.schemas import SINGLE_OBJECT_MAGIC, AvroSchema, LocalSchemas, from_avro, parse_schema
+from consumer.events.sources import Sources
+from consumer.events.sources import to_event as source_event
 
 __all__ = ["ENCODINGS", "Decoder", "Headers", "make_registry_client", "to_event"]
 
@@ -86,6 +89,16 @@ class Decoder:
         self._by_fingerprint = {fp: self._writer(s) for fp, s in self._local.by_fingerprint.items()}
         self._schemaless = self._writer(self._local.named(schemaless_schema)) if schemaless_schema else None
         self._by_id: dict[RegistryKey, _Writer] = {}
+        self._sources = Sources()
+
+    def use_sources(self, sources: Sources) -> None:
+        """Decode the records of the sources' topics that are not Segment-shaped with those sources."""
+        self._sources = sources
+
+    @property
+    def schemas(self) -> tuple[LocalSchemas, RegistrySchemas | None]:
+        """The local schemas and the registry, where sources find their writer schemas at start-up."""
+        return self._local, self._registry
 
     def registry_key(self, value: bytes | None, headers: Headers | None = None) -> RegistryKey | None:
         """The registry id or GUID of the writer schema `value` needs and this decoder has not got yet;
@@ -125,13 +138,13 @@ class Decoder:
         """Decode one record value; raise DecodeError (with `record` attached) when it cannot be, or
         RegistryError when the registry, asked with retries, could not say what the writer schema is."""
         try:
-            return self._decode(value, headers)
+            return self._decode(value, headers, record)
         except (DecodeError, RegistryError) as exc:
             if record is not None:
                 exc.with_record(record)
             raise
 
-    def _decode(self, value: bytes | None, headers: Headers | None) -> Event:
+    def _decode(self, value: bytes | None, headers: Headers | None, ref: RecordRef | None) -> Event:
         if value is None:
             raise DecodeError(
                 "the record has no value (a tombstone); events must carry a value", reason="not_an_event"
@@ -146,17 +159,19 @@ class Decoder:
         if encoding in ("auto", "confluent") and headers:
             schema_id = _header(headers, VALUE_SCHEMA_ID_HEADER)
             if schema_id is not None:
-                return self._avro(value, 0, self._from_header(schema_id))
+                return self._avro(value, 0, self._from_header(schema_id), ref)
         if encoding == "auto":
             encoding = _detect(value)
         if encoding == "json":
-            return _json(value)
+            data = parse_object(value)
+            source = self._sources.for_json(ref.topic, data) if ref is not None else None
+            return to_event(data) if source is None or ref is None else source_event(data, source, ref)
         if encoding == "schemaless":
             assert self._schemaless is not None
-            return self._avro(value, 0, self._schemaless)
+            return self._avro(value, 0, self._schemaless, ref)
         if encoding == "single-object":
-            return self._avro(value, _SINGLE_OBJECT_HEADER, self._single_object(value))
-        return self._avro(value, _CONFLUENT_HEADER, self._confluent(value))
+            return self._avro(value, _SINGLE_OBJECT_HEADER, self._single_object(value), ref)
+        return self._avro(value, _CONFLUENT_HEADER, self._confluent(value), ref)
 
     def _confluent(self, value: bytes) -> _Writer:
         if len(value) < _CONFLUENT_HEADER:
@@ -222,51 +237,13 @@ class Decoder:
         same = schema.canonical == self._reader.canonical
         return _Writer(schema=schema, reader=None if same else self._reader.parsed)
 
-    def _avro(self, value: bytes, offset: int, writer: _Writer) -> Event:
-        buf = io.BytesIO(value)
-        buf.seek(offset)
-        try:
-            record = fastavro.schemaless_reader(buf, writer.schema.parsed, writer.reader)
-        except UnicodeDecodeError as exc:
-            raise DecodeError(
-                f"a string in the Avro record is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                "fix the producer's string encoding",
-                reason="invalid_utf8",
-            ) from None
-        except fastavro.read.SchemaResolutionError as exc:
-            raise DecodeError(
-                f"writer schema {writer.schema.name} ({writer.schema.source}) cannot be read as "
-                f"{self._reader.name}: {exc}; produce with a schema compatible with "
-                "schemas/segment_event.avsc (see schemas/README.md)",
-                reason="schema_mismatch",
-            ) from None
-        except RecursionError:
-            raise DecodeError(
-                "the Avro record nests values too deeply to decode; flatten the event",
-                reason="schema_mismatch",
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - fastavro signals bad bytes with many exception types
-            if buf.tell() >= len(value) or isinstance(exc, EOFError):
-                raise DecodeError(
-                    f"the Avro record ends early ({len(value)} bytes, writer schema {writer.schema.source}); "
-                    "the record was cut, or was written with another schema",
-                    reason="truncated",
-                ) from None
-            raise DecodeError(
-                f"the bytes do not match writer schema {writer.schema.source} ({type(exc).__name__} at "
-                f"byte {buf.tell()}); the producer used another schema or corrupted the record",
-                reason="schema_mismatch",
-            ) from None
-        if buf.tell() != len(value):
-            raise DecodeError(
-                f"{len(value) - buf.tell()} bytes left over after the record (writer schema "
-                f"{writer.schema.source}); the producer used another schema than the one named",
-                reason="schema_mismatch",
-            )
-        if not isinstance(record, dict):  # parse_schema only admits record schemas; kept for mypy
-            raise DecodeError(
-                f"writer schema {writer.schema.source} is not a record", reason="schema_mismatch"
-            )
+    def _avro(self, value: bytes, offset: int, writer: _Writer, ref: RecordRef | None) -> Event:
+        source = self._sources.for_writer(ref.topic, writer.schema) if ref is not None else None
+        reader = writer.reader if source is None else self._sources.reader_for(source, writer.schema)
+        record = _read(value, offset, writer, reader)
+        if source is not None:
+            assert ref is not None
+            return source_event(record, source, ref)
         try:
             return to_event(from_avro(record))
         except RecursionError:
@@ -274,6 +251,54 @@ class Decoder:
                 "the Avro record nests values too deeply to decode; flatten the event",
                 reason="schema_mismatch",
             ) from None
+
+
+def _read(value: bytes, offset: int, writer: _Writer, reader: dict[str, Any] | None) -> dict[str, Any]:
+    """The Avro record in `value` from `offset`, read as `reader` (None: as written); DecodeError."""
+    buf = io.BytesIO(value)
+    buf.seek(offset)
+    try:
+        record = fastavro.schemaless_reader(buf, writer.schema.parsed, reader)
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"a string in the Avro record is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+            "fix the producer's string encoding",
+            reason="invalid_utf8",
+        ) from None
+    except fastavro.read.SchemaResolutionError as exc:
+        raise DecodeError(
+            f"writer schema {writer.schema.name} ({writer.schema.source}) cannot be read as "
+            f"{(reader or {}).get('name')}: {exc}; produce with a schema compatible with "
+            f"{'schemas/segment_event.avsc' if reader is writer.reader else 'the newest version'} "
+            "(see schemas/README.md)",
+            reason="schema_mismatch",
+        ) from None
+    except RecursionError:
+        raise DecodeError(
+            "the Avro record nests values too deeply to decode; flatten the event",
+            reason="schema_mismatch",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - fastavro signals bad bytes with many exception types
+        if buf.tell() >= len(value) or isinstance(exc, EOFError):
+            raise DecodeError(
+                f"the Avro record ends early ({len(value)} bytes, writer schema {writer.schema.source}); "
+                "the record was cut, or was written with another schema",
+                reason="truncated",
+            ) from None
+        raise DecodeError(
+            f"the bytes do not match writer schema {writer.schema.source} ({type(exc).__name__} at "
+            f"byte {buf.tell()}); the producer used another schema or corrupted the record",
+            reason="schema_mismatch",
+        ) from None
+    if buf.tell() != len(value):
+        raise DecodeError(
+            f"{len(value) - buf.tell()} bytes left over after the record (writer schema "
+            f"{writer.schema.source}); the producer used another schema than the one named",
+            reason="schema_mismatch",
+        )
+    if not isinstance(record, dict):  # parse_schema only admits record schemas; kept for mypy
+        raise DecodeError(f"writer schema {writer.schema.source} is not a record", reason="schema_mismatch")
+    return record
 
 
 def _header_key(raw: bytes | None) -> RegistryKey | None:
@@ -316,51 +341,6 @@ def _detect(value: bytes) -> str:
         "single-object) nor '{' (Segment JSON); for bare Avro set the encoding setting to schemaless",
         reason="bad_magic_byte",
     )
-
-
-def _reject_constant(name: str) -> JSON:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _json(value: bytes) -> Event:
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(
-            f"the value is not valid UTF-8 ({exc.reason} at byte {exc.start}); Segment JSON must be UTF-8",
-            reason="invalid_utf8",
-        ) from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise DecodeError(f"the value is not valid JSON: {exc}", reason="invalid_json") from None
-    except RecursionError:
-        raise DecodeError("the JSON nests values too deeply to decode", reason="invalid_json") from None
-    if not isinstance(data, dict):
-        raise DecodeError(
-            f"the JSON value is a {type(data).__name__}, not an object; send one Segment event per record",
-            reason="not_an_event",
-        )
-    if _SURROGATE_ESCAPE.search(text):
-        _check_surrogates(data)
-    return to_event(data)
-
-
-# `\ud83d\ude00` is a valid escaped pair, but JSON lets a lone half through (`"\ud800"`), and a string
-# holding one cannot be encoded as UTF-8 later (a Twilio request, a dead-letter header). Only text
-# that has such an escape at all is checked, so ordinary events pay nothing.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _check_surrogates(data: object) -> None:
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DecodeError(
-            f"the JSON holds a lone UTF-16 surrogate escape ({exc.object[exc.start : exc.end]!a}); every "
-            "\\uD800-\\uDFFF escape must be half of a pair: fix the producer's JSON encoder",
-            reason="invalid_json",
-        ) from None
 
 
 def to_event(data: Mapping[str, JSON]) -> Event:

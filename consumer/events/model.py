@@ -35,6 +35,9 @@ class Event:
     version: int | None = None
     # Top-level keys this model has no field for, kept so re-encoding loses nothing.
     extra: Mapping[str, JSON] = field(default_factory=dict)
+    # The `sources:` entry that made this event of a user's own record (None: a Segment event);
+    # it labels metrics and dead letters and is not part of the event's data.
+    source: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_segment(cls, data: Mapping[str, JSON]) -> Event:

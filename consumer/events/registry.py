@@ -79,6 +79,8 @@ def describe_client(client: Any) -> str:
 
 
 def describe_key(key: RegistryKey) -> str:
+    if isinstance(key, str) and key.startswith("subject "):
+        return key
     return f"id {key}" if isinstance(key, int) else f"GUID {key}"
 
 
@@ -122,6 +124,24 @@ class RegistrySchemas:
                 key=key,
             ) from exc
         return _avro_text(schema, what, self.url)
+
+    def versions(self, subject: str) -> list[tuple[int, str]]:
+        """Every (version, Avro schema text) registered under `subject`, oldest first: one request per
+        version, blocking (start-up). DecodeError when the subject is unknown, RegistryError when the
+        registry could not be asked."""
+        try:
+            numbers = sorted(int(v) for v in self._client.get_versions(subject))
+            found = [(n, self._client.get_version(subject, n).schema) for n in numbers]
+        except SchemaRegistryError as exc:
+            raise self._translate(exc, f"subject {subject}") from exc
+        except Exception as exc:
+            raise RegistryError(
+                f"the Schema Registry at {self.url} did not answer for subject {subject} "
+                f"({type(exc).__name__}: {exc}); check that it is running and reachable",
+                reason="registry_unavailable",
+                key=subject,
+            ) from exc
+        return [(n, _avro_text(schema, f"subject {subject} version {n}", self.url)) for n, schema in found]
 
     def lookup(self, key: RegistryKey) -> str:
         """`fetch`, retried with backoff while the registry cannot be asked (refused credentials are not

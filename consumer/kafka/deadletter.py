@@ -10,6 +10,7 @@ headers modelled on Kafka Connect's `__connect.errors.*`:
     kafka_twilio.errors.reason                          bounded label, the replay filter
     kafka_twilio.errors.twilio.code / .twilio.status    when Twilio answered
     kafka_twilio.errors.mapping                         mapping id, when known
+    kafka_twilio.errors.source                          the `sources:` entry that read the record, if any
     kafka_twilio.errors.attempts                        send attempts, when known
     kafka_twilio.errors.timestamp                       ISO-8601 UTC time of dead-lettering
     kafka_twilio.errors.value.dropped                   only when the value was too large to keep
@@ -45,6 +46,7 @@ REASON = PREFIX + "reason"
 TWILIO_CODE = PREFIX + "twilio.code"
 TWILIO_STATUS = PREFIX + "twilio.status"
 MAPPING = PREFIX + "mapping"
+SOURCE = PREFIX + "source"
 ATTEMPTS = PREFIX + "attempts"
 TIMESTAMP = PREFIX + "timestamp"
 VALUE_DROPPED = PREFIX + "value.dropped"
@@ -99,6 +101,9 @@ def dead_letter_headers(
             added.append((TWILIO_STATUS, str(error.status)))
     if mapping_id:
         added.append((MAPPING, mapping_id))
+    source = getattr(error, "source", None)
+    if source:
+        added.append((SOURCE, str(source)))
     if attempts is not None:
         added.append((ATTEMPTS, str(attempts)))
     added.append((TIMESTAMP, now.isoformat()))

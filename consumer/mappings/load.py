@@ -10,7 +10,9 @@ problem found in an in-memory document (tests, `parse_mappings`) names only its 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from consumer.errors import MappingError
 from consumer.events.recipients import Channel
+from consumer.events.sources import Source
 from consumer.mappings.model import Content, Mapping, Options, RecipientSpec, Sender
 from consumer.mappings.rules import cross_check
 
@@ -107,6 +110,12 @@ class _Report:
             f"{self.where(path)}: mapping {mapping_id!r}: {field or '(mapping)'}: {message}. Fix: {fix}."
         )
 
+    def add_source(self, index: int, label: str, field: str, message: str, fix: str) -> None:
+        path: Path_ = ("sources", index, *(p for p in field.split(".") if p))
+        self.problems.append(
+            f"{self.where(path)}: source {label!r}: {field or '(source)'}: {message}. Fix: {fix}."
+        )
+
     def top(self, key: str | None, message: str) -> None:
         self.problems.append(f"{self.where((key,) if key else ())}: {message}")
 
@@ -172,6 +181,41 @@ def _raw_id(raw: object, index: int) -> tuple[str, bool]:
     return f"#{index + 1}", False
 
 
+@dataclass
+class Loaded:
+    """What mapping files declare: the valid mappings and sources, and where each is (file:line)."""
+
+    mappings: tuple[Mapping, ...] = ()
+    sources: tuple[Source, ...] = ()
+    where: dict[str, str] = field(default_factory=dict)  # "mapping <id>" / "source <label>" -> file:line
+
+
+def _sources(data: dict[str, Any], report: _Report, base: Path | None, loaded: Loaded) -> None:
+    raw = data.get("sources") or []
+    if not isinstance(raw, list):
+        report.top("sources", "`sources` must be a list. Fix: write `sources: [- topic: …]`.")
+        return
+    found: list[Source] = list(loaded.sources)
+    for index, item in enumerate(raw):
+        label = str(item.get("name") or item.get("topic")) if isinstance(item, dict) else f"#{index + 1}"
+        try:
+            source = Source.model_validate(item)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("=", "function-")))
+                report.add_source(index, label, where, error["msg"].rstrip("."), _fix(error, where))
+            continue
+        if source.schema_file and base is not None and not Path(source.schema_file).is_absolute():
+            resolved = os.path.normpath(base / source.schema_file)
+            source = source.model_copy(update={"schema_file": resolved})
+        if any(s.label == source.label for s in found):
+            report.add_source(index, source.label, "name", "two sources have this label",
+                          "give one a `name` of its own")  # fmt: skip
+        found.append(source)
+        loaded.where[f"source {source.label}"] = report.where(("sources", index))
+    loaded.sources = tuple(found)
+
+
 def _parse(data: object, report: _Report) -> tuple[list[Mapping], list[tuple[str, str]]]:
     """Validate a document; return its valid mappings and every (id, where) it declares."""
     if isinstance(data, list):
@@ -182,9 +226,10 @@ def _parse(data: object, report: _Report) -> tuple[list[Mapping], list[tuple[str
         )
         return [], []
     for key in data:
-        if key not in ("version", "mappings"):
+        if key not in ("version", "mappings", "sources"):
             report.top(
-                str(key), f"top-level key {key!r} is not allowed. Fix: keep only `version` and `mappings`."
+                str(key),
+                f"top-level key {key!r} is not allowed. Fix: keep only `version`, `mappings` and `sources`.",
             )
     if data.get("version", 1) != 1:
         report.top("version", f"version {data.get('version')!r} is not supported. Fix: set `version: 1`.")
@@ -234,19 +279,28 @@ def _read(path: Path, problems: list[str]) -> tuple[object, Lines] | None:
 
 def load_mappings(*paths: Path) -> tuple[Mapping, ...]:
     """Load and validate mapping files; raise `MappingError` listing every problem in all of them."""
+    return load_files(*paths).mappings
+
+
+def load_files(*paths: Path) -> Loaded:
+    """Load and validate mapping files with their sources; `MappingError` listing every problem."""
     problems: list[str] = []
     mappings: list[Mapping] = []
     declared: dict[str, list[tuple[Path, str]]] = {}
+    loaded = Loaded()
     for path in paths:
         read = _read(path, problems)
         if read is None:
             continue
         report = _Report(str(path), read[1])
         found, ids = _parse(read[0], report)
+        if isinstance(read[0], dict):
+            _sources(read[0], report, path.parent, loaded)
         problems += report.problems
         mappings += found
         for mapping_id, where in ids:
             declared.setdefault(mapping_id, []).append((path, where))
+            loaded.where.setdefault(f"mapping {mapping_id}", where)
     problems += [
         f"mapping id {mid!r} is defined in {' and '.join(w for _, w in places)}. Fix: give every mapping "
         "its own id."
@@ -257,4 +311,5 @@ def load_mappings(*paths: Path) -> tuple[Mapping, ...]:
         raise MappingError(
             f"{len(problems)} problem(s) in {', '.join(map(str, paths))}", problems=tuple(problems)
         )
-    return tuple(mappings)
+    loaded.mappings = tuple(mappings)
+    return loaded

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from consumer.events.recipients import Channel
+from consumer.events.sources import Source
 from consumer.mappings.conditions import Condition
 from consumer.mappings.fields import (
     ALPHANUMERIC_ID,
@@ -346,7 +347,11 @@ class Mapping(Model):
 
 
 class MappingFile(Model):
-    """A mapping file: `mappings: [...]`."""
+    """A mapping file: `mappings: [...]`, and `sources: [...]` for topics of records not Segment-shaped."""
 
     version: Literal[1] = 1
     mappings: list[Mapping] = Field(default_factory=list)
+    sources: list[Source] = Field(
+        default_factory=list,
+        description="how records that are not Segment-shaped become events, per topic (and record name)",
+    )

@@ -311,8 +311,8 @@ class SendDelays:
     def observe(self, record: RecordState, mapping_id: str, now: float) -> None:
         delays = self.children.get(mapping_id)
         if delays is None:
-            h = self.histogram
-            delays = self.children[mapping_id] = (h.labels(mapping_id, "kafka"), h.labels(mapping_id, "event"))
+            by = self.histogram.labels
+            delays = self.children[mapping_id] = (by(mapping_id, "kafka"), by(mapping_id, "event"))
         if record.timestamp_ms:
             delays[0].observe(max(0.0, now - record.timestamp_ms / 1000))
         if record.event_time and (at := epoch_of(record.event_time)) is not None:

@@ -3,7 +3,8 @@
 record ─► schema not known yet? wait (its partition's later records queue behind it)
        ─► tombstone? skipped ─► decode ─► handle (match, render) ─► Send → dispatcher
                                   │                                 Skip → skipped:<reason>
-                                  └► DecodeError → dead-lettered     Fail → dead-lettered
+                                  ├► SourceFieldMissing → skipped    Fail → dead-lettered
+                                  └► DecodeError → dead-lettered
 
 A partition waits only for the Schema Registry (`consumer.service.lookups`): its records are held in
 offset order behind the first one whose writer schema is being fetched, so per-recipient order holds,
@@ -13,14 +14,18 @@ and other partitions go on. Held records are unfinished, so they count towards b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from consumer.errors import DecodeError, RecordRef
+from consumer.errors import DecodeError, RecordRef, SourceFieldMissing
 from consumer.events.decode import Headers
 from consumer.events.model import Event
+from consumer.events.registry import RegistrySchemas
+from consumer.events.schemas import LocalSchemas
+from consumer.events.sources import Sources
 from consumer.mappings.match import MatchIndex
 from consumer.metrics import Metrics
 from consumer.pipeline.handle import Fail, Send, handle
@@ -28,6 +33,8 @@ from consumer.service.dispatcher import Dispatcher
 from consumer.service.lookups import Lookups, SchemaSource
 from consumer.service.outcomes import Outcomes
 from consumer.service.records import RecordState
+
+log = logging.getLogger(__name__)
 
 #: A partition under one assignment: records of an earlier assignment never join a later one's queue.
 _Queue = tuple[str, int, int]
@@ -38,6 +45,9 @@ class EventDecoder(SchemaSource, Protocol):
         self, value: bytes | None, headers: Headers | None = None, *, record: RecordRef | None = None
     ) -> Event: ...
     def close(self) -> None: ...
+    def use_sources(self, sources: Sources) -> None: ...
+    @property
+    def schemas(self) -> tuple[LocalSchemas, RegistrySchemas | None]: ...
 
 
 class Intake:
@@ -120,6 +130,10 @@ class Intake:
                 del self._held[queue_id]
             self._count_held()
 
+    def _count_source(self, source: str | None, result: str) -> None:
+        if source is not None:
+            self.metrics.source_records.labels(source, result).inc()
+
     def _count_held(self) -> None:
         self.metrics.records_waiting_for_schema.set(sum(len(q) for q in self._held.values()))
 
@@ -132,8 +146,16 @@ class Intake:
         ref = RecordRef(record.topic, record.partition, record.offset)
         try:
             event = self.decoder.decode(record.value, record.headers, record=ref)
+        except SourceFieldMissing as error:
+            # Where the writer schema was not known at start-up, this is the check: skipped, counted.
+            record.expect(1)
+            self._count_source(error.source, "skipped")
+            log.info("skipping record: %s", error.message, extra={**record.where, "source": error.source})
+            self.outcomes.finish(record, "", "skipped", error.reason)
+            return
         except DecodeError as error:
             record.expect(1)
+            self._count_source(error.source, "dead_lettered")
             self.outcomes.dead_letter(record, error, error.reason, None)
             return
         except Exception as exc:  # noqa: BLE001  a decoder bug must dead-letter one record, not crash-loop
@@ -145,6 +167,7 @@ class Intake:
             return
         record.message_id = event.message_id
         record.event_time = event.timestamp or event.original_timestamp
+        self._count_source(event.source, "decoded")
         now = datetime.fromtimestamp(self.clock(), UTC)
         decisions = handle(
             self.index, event, default_region=self.default_region, now=now, strict_numbers=self.strict_numbers
@@ -155,6 +178,7 @@ class Intake:
                 self.dispatcher.submit(record, decision.message)
             elif isinstance(decision, Fail):
                 failure = decision.error.with_record(ref)
+                failure.source = event.source
                 self.outcomes.dead_letter(record, failure, decision.error.reason, decision.mapping_id)
             else:
                 self.outcomes.finish(record, decision.mapping_id, "skipped", decision.reason)

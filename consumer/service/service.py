@@ -26,11 +26,13 @@ from consumer.kafka.errors import PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.reports import DeliveryReports
 from consumer.kafka.thread import KafkaThread
-from consumer.mappings.load import load_mappings
+from consumer.mappings.load import Loaded, load_files
 from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping, TemplateContent
+from consumer.mappings.paths import start_sources
 from consumer.metrics import Metrics
 from consumer.service.health import Health, build_app, start_server
+from consumer.service.intake import EventDecoder
 from consumer.service.parts import Parts, Runtime, producer_for, wire
 from consumer.service.records import Outcome, RecordState
 from consumer.service.upkeep import Upkeep, wait_for_twilio
@@ -86,19 +88,20 @@ class Service:
         """Run until stopped; return the process exit code."""
         self.metrics.build_info.info({"version": __version__})
         self.metrics.delay_objective.set(self.settings.service.delay_objective_s)
-        mappings = load_mappings(self.settings.service.mappings)
+        loaded = load_files(self.settings.service.mappings)
         client = self.parts.client
         try:
+            await _use_sources(loaded, self.parts.decoder)
             await wait_for_twilio(client, STARTUP_TWILIO_WAIT_S)
             self.health.credentials_ok = True
-            await verify_templates(client, _template_needs(mappings))
+            await verify_templates(client, _template_needs(loaded.mappings))
             app = build_app(self.metrics.registry, self.readiness, lambda: True, self.readiness_reasons)
             runner, self.metrics_port = await start_server(
                 app, self.settings.service.metrics_host, self.settings.service.metrics_port
             )
             log.info("metrics, /healthz and /readyz on port %d", self.metrics_port)
             try:
-                return await self._consume(mappings)
+                return await self._consume(loaded.mappings)
             finally:
                 await runner.cleanup()
         finally:
@@ -298,6 +301,14 @@ class Service:
             # Tracker state is only touched on the event loop; the Kafka thread only talks to Kafka.
             assert rt.consumer is not None
             self.tracker.mark_committed(await self.thread.call(commit, rt.consumer, offsets, self.metrics))
+
+
+async def _use_sources(loaded: Loaded, decoder: EventDecoder) -> None:
+    """Check the sources' paths against their writer schemas (the registry asked off the loop) and hand
+    them to the decoder, before the first record; MappingError lists every bad path."""
+    if loaded.sources:
+        for note in await asyncio.to_thread(start_sources, loaded, decoder):
+            log.info("sources: %s", note)
 
 
 def _template_needs(mappings: tuple[Mapping, ...]) -> list[tuple[str, str, str, tuple[str, ...]]]:

@@ -22,7 +22,9 @@ def test_the_demo_ends_with_its_summary_and_speaks_in_sentences(kafka_bootstrap:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout.rstrip().splitlines()
     assert out[-1].startswith("Metrics were served at"), out[-12:]
-    assert any(line.startswith("Summary: 14 of 14 records finished") for line in out)
+    assert any(line.startswith("Summary: 16 of 16 records finished") for line in out)
+    assert any(line.split()[:2] == ["sent", "7"] for line in out), out[-8:]
+    assert any("Thanks for your order SO-1002: 19.99 USD, coupon WELCOME10 applied." in line for line in out)
     warnings = [line for line in done.stderr.splitlines() if line.strip()]
     assert warnings, "the dead-lettered record is reported"
     assert all(line.startswith(("warning: ", "error: ")) for line in warnings), warnings
@@ -44,5 +46,6 @@ def test_the_demo_runs_on_the_schema_registry_with_demo_encoding_confluent(
     assert any(f"confluent, through the Schema Registry at {schema_registry_url}" in line for line in out), (
         out
     )
-    assert any(line.startswith("Summary: 14 of 14 records finished") for line in out)
-    assert any(line.split()[:2] == ["sent", "5"] for line in out), out[-8:]
+    assert any(line.startswith("Summary: 16 of 16 records finished") for line in out)
+    assert any(line.split()[:2] == ["sent", "7"] for line in out), out[-8:]
+    assert any("shop orders (com.shop.OrderPlaced, confluent)" in line for line in out), out

@@ -2,7 +2,8 @@
 its HTTP API, as Grafana does: the series themselves, the rules it evaluated, and every dashboard panel.
 
 The run is the demo's (examples/mappings.yaml, examples/events.jsonl, one record that is not an event)
-written in the Confluent wire format through the real Schema Registry, plus enough orders that the
+written in the Confluent wire format through the real Schema Registry, the shop's own orders on a topic
+of their own (read through their source, as JSON), plus enough orders that the
 paced toll-free sender waits, and the simulator answering some requests with 429 so retries and error
 codes have series: each panel then shows what it is for.
 """
@@ -24,7 +25,8 @@ import pytest
 from confluent_kafka import Producer
 
 from consumer.commands.demo import _move_appointments_ahead
-from consumer.commands.produce import produce_events
+from consumer.commands.demo_shop import SHOP_RECORDS, combined_mappings
+from consumer.commands.produce import produce_events, read_events
 from consumer.metrics import Metrics
 from consumer.service.parts import Parts
 from consumer.service.service import Service
@@ -104,21 +106,29 @@ def simulator_config() -> SimulatorConfig:
 
 
 @pytest.fixture(scope="module")
-def run(prometheus: Prometheus, kafka_bootstrap: str, schema_registry_url: str) -> Run:
+def run(
+    prometheus: Prometheus,
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Run:
     """The service through a demo-sized run, scraped from before the first record until the last commit."""
     tag = uuid.uuid4().hex[:8]
     topic, dlq, ledger = f"prom.events.{tag}", f"prom.dlq.{tag}", f"prom.sent.{tag}"
+    shop = f"prom.shop.{tag}"  # the demo's shop orders (not Segment-shaped), read through their source
     create_topic(kafka_bootstrap, name=topic, partitions=3)
+    create_topic(kafka_bootstrap, name=shop, partitions=3)
+    mappings = combined_mappings(ROOT / "examples" / "mappings.yaml", shop, tmp_path_factory.mktemp("prom"))
     result = Run(prometheus, pod=f"kafka-twilio-{tag}", topic=topic)
     with running_simulator(simulator_config()) as sim:
         settings = load_settings(environ={
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPICS": topic,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPICS": f"{topic},{shop}",
             "KAFKA_GROUP_ID": f"prom-{tag}", "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
             "KAFKA_SCHEMA_REGISTRY_URL": schema_registry_url,
             "TWILIO_ACCOUNT_SID": sim.account_sid, "TWILIO_API_KEY_SID": sim.api_key_sid,
             "TWILIO_API_KEY_SECRET": sim.api_key_secret, "TWILIO_BASE_URL": sim.base_url,
             "TWILIO_CONTENT_BASE_URL": sim.base_url, "TWILIO_MESSAGING_BASE_URL": sim.base_url,
-            "CONSUMER_MAPPINGS": str(ROOT / "examples" / "mappings.yaml"),
+            "CONSUMER_MAPPINGS": str(mappings),
             "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"), "CONSUMER_METRICS_HOST": "127.0.0.1",
             "CONSUMER_METRICS_PORT": "0", "CONSUMER_LAG_INTERVAL_S": "1", "CONSUMER_RETRY_BASE_S": "0.05",
             "CONSUMER_RETRY_CAP_S": "0.5",
@@ -143,6 +153,10 @@ def run(prometheus: Prometheus, kafka_bootstrap: str, schema_registry_url: str) 
             garbage.produce(topic, key=b"garbage", value=b"\xc3\x01not-avro")
             assert garbage.flush(30) == 0
             result.produced += 1
+            result.produced += produce_events(
+                read_events(SHOP_RECORDS.read_text().splitlines()), bootstrap=kafka_bootstrap, topic=shop,
+                encoding="json", key_path="customer.id",
+            )  # fmt: skip
             wait_for(lambda: len(result.journal) == result.produced, "every record to finish")
             total = f'sum(kafka_twilio_outcomes_total{{pod="{result.pod}"}})'
             wait_for(lambda: prometheus.value(total) == result.outcomes(), "the last outcomes to be scraped")
@@ -171,7 +185,7 @@ def test_prometheus_scrapes_outcomes_requests_lag_and_in_flight_as_the_service_c
     assert ok + found == sent, "every message sent was one 2xx answer, or found after a lost one"
     throttled = prom.value(f'sum(kafka_twilio_twilio_requests_total{{pod="{pod}", code="20429"}})')
     assert throttled, "the simulator's 429s are scraped"
-    lags = prom.query(f'kafka_twilio_consumer_lag{{pod="{pod}"}}')
+    lags = prom.query(f'kafka_twilio_consumer_lag{{pod="{pod}", topic="{run.topic}"}}')
     assert sorted(s["metric"]["partition"] for s in lags) == ["0", "1", "2"]
     assert {s["value"][1] for s in lags} == {"0"}
     assert prom.value(f'kafka_twilio_in_flight{{pod="{pod}"}}') == 0, "nothing left in flight after the run"

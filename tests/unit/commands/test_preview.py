@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.commands.preview import preview_event, preview_main, validate_main
+from consumer.commands.preview import preview_event, preview_main, record_event, validate_main
 from consumer.events.model import Event
-from consumer.mappings.load import load_mappings
+from consumer.mappings.load import load_files, load_mappings
 from consumer.mappings.match import MatchIndex
 from tests.twilio_contract import assert_valid_message_request, message_request_problems
 
@@ -23,9 +23,12 @@ PAIRS = sorted(
 PAIRS.append((EXAMPLES / "mappings.yaml", EXAMPLES / "events.jsonl"))
 
 
-def events_of(path: Path) -> list[Event]:
+def events_of(path: Path, mappings: Path | None = None) -> list[Event]:
+    """The example's events: Segment-shaped, or the records of its mapping file's one source."""
+    sources = load_files(mappings).sources if mappings is not None else ()
+    source = sources[0] if sources else None
     lines = path.read_text(encoding="utf-8").splitlines()
-    return [Event.from_segment(json.loads(line)) for line in lines if line.strip()]
+    return [record_event(json.loads(line), source, n) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 @pytest.mark.parametrize(("mappings", "events"), PAIRS, ids=[p[0].name for p in PAIRS])
@@ -35,7 +38,7 @@ def test_every_example_event_previews_to_a_request_valid_against_twilios_spec(
     index = MatchIndex(load_mappings(mappings))
     now = dt.datetime.fromisoformat(NOW)
     sends = 0
-    for event in events_of(events):
+    for event in events_of(events, mappings):
         for outcome in preview_event(index, event, default_region="US", now=now):
             assert outcome.action != "dead_letter", outcome
             if outcome.message is not None:
@@ -49,9 +52,11 @@ def test_each_single_example_sends_exactly_once() -> None:
     for mappings, events in PAIRS[:-1]:
         index = MatchIndex(load_mappings(mappings))
         actions = [
-            o.action for e in events_of(events) for o in preview_event(index, e, default_region="US", now=now)
+            o.action
+            for e in events_of(events, mappings)
+            for o in preview_event(index, e, default_region="US", now=now)
         ]
-        assert actions == ["send"], mappings.name
+        assert actions == ["send"] * (2 if mappings.stem == "shop-orders" else 1), mappings.name
 
 
 def test_the_contract_check_would_catch_a_broken_request() -> None:
@@ -246,3 +251,29 @@ def test_preview_shows_a_hold_by_twilio_with_the_sendat_the_service_adds(
         in out
     )
     assert "check: dedup: skipped if" in out
+
+
+def test_validate_checks_the_shop_examples_paths_against_its_schema(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert validate_main([str(EXAMPLES / "mappings" / "shop-orders.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "path 'properties.coupon_code' is optional: coupon_code may be null or absent" in out
+    assert "OK: 1 mapping(s) (1 enabled) and 1 source(s) in 1 file(s)" in out
+
+
+def test_preview_reads_a_topics_own_records_through_its_source(capsys: pytest.CaptureFixture[str]) -> None:
+    shop = [str(EXAMPLES / "mappings" / "shop-orders.yaml")]
+    events = str(EXAMPLES / "events" / "shop-orders.jsonl")
+    assert (
+        preview_main(["--mappings", *shop, "--events", events, "--topic", "shop.orders", "--now", NOW]) == 0
+    )
+    out = capsys.readouterr().out
+    assert 'event 2 (track "Order Placed", messageId SO-1002)' in out
+    assert "            Body=Thanks for your order SO-1002: 19.99 USD, coupon WELCOME10 applied.\n" in out
+    with pytest.raises(SystemExit):
+        preview_main(["--mappings", *shop, "--events", events, "--topic", "other"])
+    assert (
+        "no source for topic 'other'; the mapping files have: shop.orders (record com.shop.OrderPlaced)"
+        in (capsys.readouterr().err)
+    )

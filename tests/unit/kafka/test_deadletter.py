@@ -244,3 +244,10 @@ def test_a_producer_queue_that_stays_full_reports_a_kafka_error_through_on_deliv
     producer.flush(1)
     assert isinstance(results[1], KafkaError)  # the queued record, purged, still gets its one report
     assert "_PURGE_QUEUE" in str(results[1])
+
+
+def test_an_error_of_a_users_own_record_names_its_source() -> None:
+    error = DecodeError("the record has no value at 'order_id'", reason="missing_field")
+    error.source = "shop-orders"
+    assert (dl.SOURCE, b"shop-orders") in headers_for(error)
+    assert not any(k == dl.SOURCE for k, _ in headers_for(DecodeError("x", reason="truncated")))

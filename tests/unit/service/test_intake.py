@@ -4,6 +4,7 @@ partition's later records behind them, and lets other partitions go on."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from pathlib import Path
@@ -135,3 +136,27 @@ async def test_a_partition_revoked_while_it_waits_drops_its_held_records_unsent_
     assert r.twilio.requests == []
     assert r.committed(0) is None
     assert r.journal == []
+
+
+def add_source(mappings: Path) -> None:
+    with mappings.open("a") as file:
+        file.write("sources:\n  - {topic: events, name: shop, event: Order Completed, messageId: ref}\n")
+
+
+async def test_a_topics_own_records_go_through_its_source_and_one_lacking_a_field_is_a_counted_skip(
+    tmp_path: Path,
+) -> None:
+    r = Replica(tmp_path)
+    add_source(Path(r.settings.service.mappings))
+    records = [{"ref": "R-1", "order_id": "S-1", "phone": "+14155550101"}, {"order_id": "S-2"},
+               {"ref": "R-3", "order_id": "S-3", "phone": "+14155550103"}]  # fmt: skip
+    async with r:
+        for record in records:
+            r.kafka.cluster.append(TOPIC, 0, json.dumps(record).encode())
+        r.kafka.cluster.append(TOPIC, 0, event(4))  # a Segment event on the same topic: as before
+        r.consumer.rebalance(assign=[(TOPIC, 0)])
+        await until(lambda: r.committed(0) == 4)
+    assert [o[0][1:] for _, o in sorted(r.outcomes())][1] == ("skipped", "missing_field")
+    assert bodies(r) == ["Order S-1", "Order S-3", "Order A-4"]
+    assert r.sample("kafka_twilio_source_records_total", source="shop", result="decoded") == 2
+    assert r.sample("kafka_twilio_source_records_total", source="shop", result="skipped") == 1
