@@ -1,14 +1,18 @@
-"""Delivery reports: served by a thread that waits for them, handled on the event loop.
+"""Delivery reports: served on the event loop while writes are outstanding, and only then.
 
 A send waits for its intent's acknowledgement, so how soon a delivery report is served is send
-latency. Polling the producer from the event loop costs either latency (a report waits for the next
-look) or CPU (about 60 µs per look on uvloop: at a look per millisecond, 5 % of a core with nothing to
-do). A thread blocked in `producer.poll()` is woken by librdkafka the moment a report arrives, holds
-no GIL while it waits, and wakes at most every `wait_s` when there is nothing.
+latency; how it is served is CPU. Measured against the minimal server (bench/bench_minimal.py at 0 ms,
+the two variants alternating): a thread blocked in `producer.poll()` hands reports over at once, but
+cost about 10 % of the throughput at saturation (every report crosses threads and takes the GIL from
+the loop); a pump on the loop that looks every millisecond costs 5 % of a core with nothing to do.
+`ReportPump` looks every millisecond (at once after serving something) only while the producer has
+writes outstanding, and sleeps on an event otherwise: nothing spent when idle, a report waits at
+most a millisecond.
 
-librdkafka runs delivery callbacks on the thread that polls, so every callback the project gives the
-producer is wrapped by `on_loop`: it runs on the event loop that produced the record (at once when
-already there), never beside the loop's own code; the reports of one poll reach the loop together.
+librdkafka runs delivery callbacks on the thread that polls. Every callback the project gives the
+producer is wrapped by `on_loop`, which also rings the pump's doorbell; a report served on another
+thread (the final flush, on the Kafka thread) reaches the loop that produced it, the reports of one
+poll together, never beside the loop's own code.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def on_loop(callback: Callable[..., None]) -> Callable[..., None]:
         return callback
     owner = threading.get_ident()
     handoff = _handoff(loop)
+    handoff.due.set()  # a report is coming: the pump serves until nothing is outstanding
 
     def report(*args: Any) -> None:
         if threading.get_ident() == owner:
@@ -48,6 +53,7 @@ class _Handoff:
         self.loop = loop
         self.lock = threading.Lock()
         self.items: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self.due = asyncio.Event()  # set when a write was handed a callback; cleared by the pump
 
     def put(self, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
         with self.lock:
@@ -73,24 +79,22 @@ def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
     return handoff
 
 
-class DeliveryReports:
-    """A thread serving `producer`'s delivery reports until stopped."""
+class ReportPump:
+    """Serve `producer`'s delivery reports on the running loop (see the module docstring)."""
 
-    def __init__(self, producer: ProducerLike, wait_s: float = 0.05) -> None:
+    def __init__(self, producer: ProducerLike, look_s: float = 0.001) -> None:
         self._producer = producer
-        self._wait_s = wait_s
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="kafka-delivery-reports", daemon=True)
+        self._look_s = look_s
 
-    def start(self) -> DeliveryReports:
-        self._thread.start()
-        return self
-
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            self._producer.poll(self._wait_s)
-
-    async def stop(self) -> None:
-        """Stop serving (within `wait_s`), so that another thread may flush the producer alone."""
-        self._stopping.set()
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+    async def run(self) -> None:
+        """Until cancelled (before the producer's final flush, which serves what is left)."""
+        due = _handoff(asyncio.get_running_loop()).due
+        while True:
+            if len(self._producer) == 0:
+                # Nothing outstanding. A write rings `due` before it produces, on this loop, so it
+                # cannot slip between the check above and this wait.
+                due.clear()
+                await due.wait()
+                continue
+            served = self._producer.poll(0)
+            await asyncio.sleep(0 if served else self._look_s)

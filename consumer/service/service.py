@@ -24,7 +24,7 @@ from consumer.kafka.clients import service_consumer_config, settle, take
 from consumer.kafka.commits import caught_up, commit
 from consumer.kafka.errors import PARTITION_EOF, kafka_error
 from consumer.kafka.offsets import OffsetTracker
-from consumer.kafka.reports import DeliveryReports
+from consumer.kafka.reports import ReportPump
 from consumer.kafka.thread import KafkaThread
 from consumer.mappings.load import Loaded, load_files
 from consumer.mappings.match import MatchIndex
@@ -165,20 +165,18 @@ class Service:
             rt, rt.consumer, thread=self.thread, metrics=self.metrics, tracker=self.tracker,
             health=self.health, client=parts.client, probe_topic=s.kafka.topics[0],
         )  # fmt: skip
-        reports = DeliveryReports(rt.producer).start()
         helpers = [
+            asyncio.create_task(ReportPump(rt.producer).run()),
             asyncio.create_task(upkeep.watch_credentials()),
             asyncio.create_task(upkeep.probe_twilio()),
         ]
         try:
             await self._poll_loop(rt, upkeep)
         finally:
-            await self._shutdown(rt, helpers, reports)
+            await self._shutdown(rt, helpers)
         return 0
 
-    async def _shutdown(
-        self, rt: Runtime, helpers: list[asyncio.Task[None]], reports: DeliveryReports
-    ) -> None:
+    async def _shutdown(self, rt: Runtime, helpers: list[asyncio.Task[None]]) -> None:
         grace = self.settings.service.drain_grace_s
         log.info("stopping: draining in-flight sends (up to %.0f s)", grace)
         if not await rt.dispatcher.drain(None, grace):
@@ -188,9 +186,9 @@ class Service:
             )
         await settle(rt.producer, 10.0)
         await self._commit(rt)
+        # Stopped before the flush below, so delivery reports are never served by two threads at once.
         for task in helpers:
             task.cancel()
-        await reports.stop()  # the flush below serves what is left, on the Kafka thread
         assert rt.consumer is not None
         await self.thread.call(rt.consumer.close)
         await self.thread.call(rt.producer.flush, 10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from consumer.kafka.reports import DeliveryReports, on_loop
+from consumer.kafka.reports import ReportPump, on_loop
 from tests.fakes import FakeKafka
 
 
@@ -41,11 +41,32 @@ def test_without_a_running_loop_the_callback_is_used_as_it_is() -> None:
     assert on_loop(callback) is callback
 
 
-async def test_the_reports_thread_serves_the_producer_until_stopped() -> None:
+async def test_the_pump_serves_outstanding_writes_and_sleeps_when_none_are() -> None:
     producer = FakeKafka()._producer({})
+    polls = 0
+    poll = producer.poll
+
+    def counted(timeout: float = 0) -> int:
+        nonlocal polls
+        polls += 1
+        return poll(timeout)
+
+    producer.poll = counted  # type: ignore[method-assign]
+    pump = asyncio.create_task(ReportPump(producer, look_s=0.001).run())
     acknowledged = asyncio.Event()
-    reports = DeliveryReports(producer, wait_s=0.01).start()
     producer.produce("t", value=b"v", on_delivery=on_loop(lambda err, msg: acknowledged.set()))
     await asyncio.wait_for(acknowledged.wait(), timeout=10)
-    await reports.stop()
-    assert not reports._thread.is_alive()
+    await asyncio.sleep(0.01)  # let the pump see that nothing is outstanding and go to sleep
+    idle_polls = polls
+    await asyncio.sleep(0.05)
+    assert polls == idle_polls  # asleep on its doorbell: no looks while nothing is outstanding
+
+    producer.held.add("t")  # the broker does not acknowledge yet: the write stays outstanding
+    second = asyncio.Event()
+    producer.produce("t", value=b"w", on_delivery=on_loop(lambda err, msg: second.set()))
+    await asyncio.sleep(0.02)
+    assert polls > idle_polls  # looking while the write is outstanding
+    assert not second.is_set()
+    producer.release("t")
+    await asyncio.wait_for(second.wait(), timeout=10)
+    pump.cancel()
