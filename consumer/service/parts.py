@@ -36,6 +36,7 @@ from consumer.service.records import RecordState
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
 from consumer.state.sent import SentState
+from consumer.state.suppression import Suppressions
 from consumer.twilio.client import SendResult, TwilioClient
 
 
@@ -112,6 +113,7 @@ def wire(
     settle: Callable[[float], Any],
     commit: Callable[[Any, dict[tuple[str, int], int]], object],
     on_assigned: Callable[[], None],
+    suppressions: Suppressions | None = None,
 ) -> Runtime:
     """Build the data path's stages for one run and connect them."""
     s = settings.service
@@ -121,6 +123,7 @@ def wire(
         twilio=parts.client, metrics=metrics, state=state, outcomes=outcomes,
         adaptive=AdaptiveLimit(s.max_in_flight, minimum=min(4, s.max_in_flight)),
         policy=RetryPolicy.from_settings(s), reconcile_delay_s=s.reconcile_delay_s, clock=parts.clock,
+        suppressed=suppressions,
     )  # fmt: skip
     delivery = Delivery(
         exchange=exchange, metrics=metrics, state=state, outcomes=outcomes,

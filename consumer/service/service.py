@@ -30,12 +30,15 @@ from consumer.mappings.load import load_mappings
 from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping, TemplateContent
 from consumer.metrics import Metrics
+from consumer.pipeline.correlation import with_default_callback
 from consumer.service.health import Health, build_app, start_server
 from consumer.service.parts import Parts, Runtime, producer_for, wire
 from consumer.service.records import Outcome, RecordState
 from consumer.service.upkeep import Upkeep, wait_for_twilio
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
+from consumer.state.suppression import Change, SuppressionTable
+from consumer.state.suppression_topic import SuppressionList
 from consumer.twilio.content import verify_templates
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,9 @@ class Service:
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
         self.metrics.build_info.info({"version": __version__})
-        mappings = load_mappings(self.settings.service.mappings)
+        mappings = with_default_callback(
+            load_mappings(self.settings.service.mappings), self.settings.service.status_callback_url
+        )
         client = self.parts.client
         try:
             await wait_for_twilio(client, STARTUP_TWILIO_WAIT_S)
@@ -137,12 +142,21 @@ class Service:
                 f"describe and create the ledger topic {s.kafka.dedup_topic!r}",
                 code=exc.code,
             ) from exc
+        suppressions = SuppressionList(
+            parts.kafka,
+            producer,
+            s.kafka.suppression_topic,
+            s.service.suppression_codes,
+            on_change=self._suppression_changed,
+        )
+        self._suppression_changed(suppressions.table, None, await self.thread.call(suppressions.load))
+        suppressions.follow(asyncio.get_running_loop())
         rt = self.runtime = wire(
             s, parts, producer=producer, changelog=changelog, index=MatchIndex(mappings), mappings=mappings,
             metrics=self.metrics, tracker=self.tracker, loop=asyncio.get_running_loop(),
             on_record_done=self._record_done, settle=lambda timeout_s: settle(producer, timeout_s),
             commit=lambda consumer, offsets: commit(consumer, offsets, self.metrics),
-            on_assigned=self.health.broker_answered,
+            on_assigned=self.health.broker_answered, suppressions=suppressions,
         )  # fmt: skip
         rt.consumer = parts.kafka.consumer(service_consumer_config(s.kafka, self.health.on_client_error))
         a = rt.assignments
@@ -170,7 +184,14 @@ class Service:
             await self._poll_loop(rt, upkeep)
         finally:
             await self._shutdown(rt, helpers, reports)
+            await self.thread.call(suppressions.close)
         return 0
+
+    def _suppression_changed(self, table: SuppressionTable, change: Change | None, _: int = 0) -> None:
+        """Keep the list's metrics current (`change` None: the list as loaded at start-up)."""
+        self.metrics.suppressed_recipients.set(len(table))
+        if change is not None:
+            self.metrics.suppression_changes.labels("removed" if change.reason is None else "added").inc()
 
     async def _shutdown(
         self, rt: Runtime, helpers: list[asyncio.Task[None]], reports: DeliveryReports

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from consumer.pipeline.message import OutboundMessage
 
 from consumer.state.ledger import recipient_hash
 
@@ -102,3 +106,23 @@ class SuppressionTable:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class Suppressions(Protocol):
+    """What the send path asks of the list (consumer.state.suppression_topic.SuppressionList)."""
+
+    def blocks(self, message: OutboundMessage) -> bool: ...
+    def add(self, message: OutboundMessage, code: int | None) -> None: ...
+
+
+class RunSuppressions:
+    """The list without a topic: remembered for this run only (unit tests, and what came before)."""
+
+    def __init__(self) -> None:
+        self._recipients: set[str] = set()
+
+    def blocks(self, message: OutboundMessage) -> bool:
+        return message.recipient in self._recipients
+
+    def add(self, message: OutboundMessage, code: int | None) -> None:
+        self._recipients.add(message.recipient)

@@ -26,6 +26,7 @@ from consumer.kafka.topics import ensure_topic
 from consumer.pipeline.message import OutboundMessage
 from consumer.state.suppression import (
     Change,
+    RunSuppressions,
     SuppressionTable,
     decode_change,
     outbound_scope,
@@ -90,6 +91,7 @@ class SuppressionList:
         self.topic = topic
         self.codes = frozenset(codes)
         self.table = SuppressionTable()
+        self.run_only = RunSuppressions()  # refusals for a recipient whose code is not listed: this run
         self.on_change = on_change
         self._reader: ConsumerLike | None = None
         self._stopping = threading.Event()
@@ -134,13 +136,14 @@ class SuppressionList:
 
     def blocks(self, message: OutboundMessage) -> bool:
         """True when `message`'s recipient is on the list for its sender."""
-        return message_key(message) in self.table
+        return message_key(message) in self.table or self.run_only.blocks(message)
 
     def add(self, message: OutboundMessage, code: int | None) -> None:
         """Twilio refused `message` for its recipient (21610, …): suppress them if `code` is listed.
 
         The table changes at once; the topic write is for the other replicas and the next start."""
         if code not in self.codes:
+            self.run_only.add(message, code)
             return
         change = Change(message_key(message), f"twilio_{code}", time.time())
         self._apply([change])

@@ -28,7 +28,7 @@ from consumer.events.encode import Encoder
 from consumer.kafka.clients import ProducerLike
 from consumer.kafka.reports import on_loop
 from consumer.metrics import Metrics
-from consumer.webhooks.correlation import correlation
+from consumer.pipeline.correlation import correlation
 from consumer.webhooks.signature import Signatures, public_url
 from consumer.webhooks.status import Produced, inbound_event, status_event
 

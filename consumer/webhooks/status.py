@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from consumer import __version__
 from consumer.errors import WebhookError
 from consumer.events.model import JSON
+from consumer.pipeline.correlation import Correlation
 from consumer.state.suppression import Change, bare, suppression_key, webhook_scope
 from consumer.twilio.codes import error_meaning
-from consumer.webhooks.correlation import Correlation
 
 STATUS_EVENT_NAMES: Mapping[str, str] = {
     "accepted": "Message Queued", "scheduled": "Message Queued", "queued": "Message Queued",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from consumer.events.model import Event
+from consumer.mappings.model import Mapping
 
 MAPPING, MESSAGE_ID, USER_ID, CHANNEL, EVENT_TIME, DEPTH = (
     "kt_mapping", "kt_message", "kt_user", "kt_channel", "kt_ts", "kt_depth"
@@ -75,4 +76,15 @@ def correlation(query: dict[str, str]) -> Correlation:
         mapping_id=query.get(MAPPING, ""), message_id=query.get(MESSAGE_ID, ""),
         user_id=query.get(USER_ID, ""), channel=query.get(CHANNEL, ""),
         event_time=query.get(EVENT_TIME, ""), depth=int(raw_depth) if raw_depth.isdigit() else 0,
+    )  # fmt: skip
+
+
+def with_default_callback(mappings: tuple[Mapping, ...], url: str) -> tuple[Mapping, ...]:
+    """`mappings`, those without a StatusCallback of their own given `url` (CONSUMER_STATUS_CALLBACK_URL)."""
+    if not url:
+        return mappings
+    return tuple(
+        m if m.options.status_callback else
+        m.model_copy(update={"options": m.options.model_copy(update={"status_callback": url})})
+        for m in mappings
     )  # fmt: skip
