@@ -114,6 +114,7 @@ def run(prometheus: Prometheus, kafka_bootstrap: str, schema_registry_url: str) 
         settings = load_settings(environ={
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPICS": topic,
             "KAFKA_GROUP_ID": f"prom-{tag}", "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
+            "KAFKA_SUPPRESSION_TOPIC": f"prom.suppressions.{tag}",
             "KAFKA_SCHEMA_REGISTRY_URL": schema_registry_url,
             "TWILIO_ACCOUNT_SID": sim.account_sid, "TWILIO_API_KEY_SID": sim.api_key_sid,
             "TWILIO_API_KEY_SECRET": sim.api_key_secret, "TWILIO_BASE_URL": sim.base_url,
