@@ -18,6 +18,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
+from yarl import URL
 
 from consumer.simulator.config import SimulatorConfig
 from consumer.simulator.state import StoredMessage
@@ -126,7 +127,10 @@ class Callbacks:
         if self.session is None:
             self.session = ClientSession(timeout=ClientTimeout(total=10))
         try:
-            async with self.session.post(url, data=urlencode(params), headers=headers) as response:
+            # encoded=True: post the URL exactly as given (and signed), as Twilio does; yarl would
+            # otherwise normalise its percent-escapes and the signature would no longer match it.
+            target = URL(url, encoded=True)
+            async with self.session.post(target, data=urlencode(params), headers=headers) as response:
                 await response.read()
                 status = response.status
         except (ClientError, TimeoutError) as exc:
