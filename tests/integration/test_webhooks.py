@@ -113,7 +113,9 @@ def test_a_callback_signed_with_the_secondary_token_passes_during_a_rotation(
     with running_receiver(settings) as handle:
         for token in ("old-token", "new-token"):
             signature = twilio_signature(token, handle.status_url, params)
-            answer = httpx.post(handle.status_url, data=dict(params), headers={"X-Twilio-Signature": signature})
+            answer = httpx.post(
+                handle.status_url, data=dict(params), headers={"X-Twilio-Signature": signature}
+            )
             assert answer.status_code == 200
         signature = twilio_signature("retired-token", handle.status_url, params)
         answer = httpx.post(handle.status_url, data=dict(params), headers={"X-Twilio-Signature": signature})
