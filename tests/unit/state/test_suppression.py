@@ -18,8 +18,8 @@ from consumer.state.suppression_topic import message_key
 def message(sender: str, kind: str, recipient: str = "+14155550100") -> OutboundMessage:
     return OutboundMessage(
         mapping_id="m", channel=Channel.SMS, to=recipient, recipient=recipient, sender=sender,
-        sender_kind=kind, params=(), segments=1, dedup_key="", dedup_window_s=0, timezone=None, quiet_hours=None,
-        frequency_cap=None,
+        sender_kind=kind, params=(), segments=1, dedup_key="", dedup_window_s=0, timezone=None,
+        quiet_hours=None, frequency_cap=None,
     )  # fmt: skip
 
 

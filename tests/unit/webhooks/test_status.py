@@ -74,8 +74,7 @@ def test_stop_and_start_add_and_remove_the_scoped_entry_and_whatsapp_is_its_own_
     stop = inbound_event(
         {"MessageSid": "SM2", "From": "+14155550100", "To": "+18885550100", "Body": "STOP"}, NOW
     )
-    start = inbound_event({"MessageSid": "SM3", "From": "+14155550100", "To": "+18885550100", "Body": "START"},
-                          NOW)  # fmt: skip
+    start = inbound_event({"MessageSid": "SM3", **reply, "Body": "START"}, NOW)
     wa = inbound_event({"MessageSid": "SM4", "From": "whatsapp:+14155550100", "To": "whatsapp:+18885550100",
                         "Body": "STOP"}, NOW)  # fmt: skip
     assert stop.event["event"] == "Message Opted Out"
