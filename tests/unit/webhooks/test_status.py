@@ -71,9 +71,8 @@ def test_opt_out_keywords_follow_optouttype_else_twilios_defaults(params: dict[s
 
 
 def test_stop_and_start_add_and_remove_the_scoped_entry_and_whatsapp_is_its_own_scope() -> None:
-    stop = inbound_event(
-        {"MessageSid": "SM2", "From": "+14155550100", "To": "+18885550100", "Body": "STOP"}, NOW
-    )
+    reply = {"From": "+14155550100", "To": "+18885550100"}
+    stop = inbound_event({"MessageSid": "SM2", **reply, "Body": "STOP"}, NOW)
     start = inbound_event({"MessageSid": "SM3", **reply, "Body": "START"}, NOW)
     wa = inbound_event({"MessageSid": "SM4", "From": "whatsapp:+14155550100", "To": "whatsapp:+18885550100",
                         "Body": "STOP"}, NOW)  # fmt: skip
