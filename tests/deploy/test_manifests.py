@@ -20,6 +20,7 @@ from tests.deploy.render import (
     DEPLOY,
     Manifest,
     SchemaMissing,
+    component,
     consumer_container,
     container_env,
     load_documents,
@@ -292,7 +293,7 @@ def test_every_selector_selects_the_consumer_pods(source: str) -> None:
     assert _matches(one(docs, "Service")["spec"]["selector"], labels)
     assert _matches(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
     assert _matches(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], labels)
-    for monitor in of_kind(docs, "ServiceMonitor"):
+    for monitor in (m for m in of_kind(docs, "ServiceMonitor") if component(m) == "consumer"):
         assert _matches(
             monitor["spec"]["selector"]["matchLabels"], one(docs, "Service")["metadata"]["labels"]
         )
@@ -307,7 +308,7 @@ def test_the_metrics_port_is_the_same_in_the_service_monitor_and_network_policy(
     (service_port,) = service["spec"]["ports"]
     assert _named_port(container, service_port["targetPort"]) == port
     assert service["spec"]["publishNotReadyAddresses"] is True, "unready pods must still be scraped"
-    for monitor in of_kind(docs, "ServiceMonitor"):
+    for monitor in (m for m in of_kind(docs, "ServiceMonitor") if component(m) == "consumer"):
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] == service_port["name"]
         assert endpoint["path"] == "/metrics"
