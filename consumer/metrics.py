@@ -6,7 +6,7 @@ Twilio error codes are all bounded sets chosen by the operator or by Twilio, nev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -170,5 +170,17 @@ class Metrics:
             "suppressed_recipients", "Entries on the suppression list (recipient and sender scope)."
         )
         self.suppression_changes = self._counter(
-            "suppression_changes", "Suppression list changes seen, by action (added, removed).", ["action"]
+            "suppression_changes",
+            "Suppression list changes the receiver wrote (STOP, START, permanent failures), by action "
+            "(added, removed).",
+            ["action"],
         )
+        self.error_code_info = self._gauge(
+            "error_code_info", "1 for each Twilio error code the dashboard names: its meaning as a label.",
+            ["error_code", "meaning"],
+        )
+
+    def name_error_codes(self, meanings: Mapping[int, str]) -> None:
+        """Export `error_code_info` so dashboards can join codes to their meaning."""
+        for code, meaning in meanings.items():
+            self.error_code_info.labels(str(code), meaning).set(1)

@@ -187,11 +187,9 @@ class Service:
             await self.thread.call(suppressions.close)
         return 0
 
-    def _suppression_changed(self, table: SuppressionTable, change: Change | None, _: int = 0) -> None:
-        """Keep the list's metrics current (`change` None: the list as loaded at start-up)."""
+    def _suppression_changed(self, table: SuppressionTable, _change: Change | None, _n: int = 0) -> None:
+        """Keep the list's size current (changes are counted where they are made: the receiver)."""
         self.metrics.suppressed_recipients.set(len(table))
-        if change is not None:
-            self.metrics.suppression_changes.labels("removed" if change.reason is None else "added").inc()
 
     async def _shutdown(
         self, rt: Runtime, helpers: list[asyncio.Task[None]], reports: DeliveryReports

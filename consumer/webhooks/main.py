@@ -20,6 +20,7 @@ from consumer.logs import configure_logging
 from consumer.metrics import Metrics
 from consumer.settings import Settings, load_settings
 from consumer.state.suppression_topic import ensure_suppression_topic
+from consumer.twilio.codes import ERROR_MEANINGS
 from consumer.webhooks.receiver import Receiver, Topics, build_app
 from consumer.webhooks.signature import Signatures
 
@@ -49,11 +50,13 @@ async def serve(settings: Settings, *, ready: asyncio.Future[int] | None = None,
     await asyncio.to_thread(ensure_suppression_topic, clients, k.suppression_topic)
     producer = clients.producer(PRODUCER_CONFIG)
     reports = DeliveryReports(producer, wait_s=0.02).start()
+    metrics = metrics or Metrics()
+    metrics.name_error_codes(ERROR_MEANINGS)
     encoder = Encoder(encoding="single-object", schemas_dir=settings.service.schemas_dir)
     receiver = Receiver(
         producer=producer, encoder=encoder,
         topics=Topics(k.status_topic, k.suppression_topic), signatures=Signatures(tokens(settings)),
-        metrics=metrics or Metrics(), codes=frozenset(settings.service.suppression_codes),
+        metrics=metrics, codes=frozenset(settings.service.suppression_codes),
         base_url=w.public_url, ack_timeout_s=w.ack_timeout_s,
     )  # fmt: skip
     runner = web.AppRunner(build_app(receiver), access_log=None)
