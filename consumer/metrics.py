@@ -176,7 +176,8 @@ class Metrics:
             ["action"],
         )
         self.error_code_info = self._gauge(
-            "error_code_info", "1 for each Twilio error code the dashboard names: its meaning as a label.",
+            "error_code_info",
+            "1 for each Twilio error code the dashboard names: its meaning as a label.",
             ["error_code", "meaning"],
         )
 

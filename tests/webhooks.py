@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +14,7 @@ from consumer.events.decode import Decoder
 from consumer.events.model import Event
 from consumer.metrics import Metrics
 from consumer.settings import Settings
-from consumer.webhooks.main import serve
+from consumer.webhooks.main import running_receiver as receiver_thread
 
 
 @dataclass
@@ -41,35 +39,11 @@ class ReceiverHandle:
 
 @contextmanager
 def running_receiver(settings: Settings) -> Iterator[ReceiverHandle]:
-    """Start the receiver (port 0: any free one) and stop it on exit."""
+    """Start the receiver (port 0: any free one, loopback) and stop it on exit."""
     settings.webhooks.port = 0
     settings.webhooks.host = "127.0.0.1"
-    loop = asyncio.new_event_loop()
-    metrics = Metrics()
-    stop = asyncio.Event()
-    ready: asyncio.Future[int] = loop.create_future()
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(serve(settings, ready=ready, stop=stop, metrics=metrics))
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run, name="webhook-receiver", daemon=True)
-    thread.start()
-    port = asyncio.run_coroutine_threadsafe(asyncio.wait_for(_wait(ready), 30), loop).result(timeout=40)
-    try:
+    with receiver_thread(settings) as (port, metrics):
         yield ReceiverHandle(port, metrics)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        done.wait(timeout=30)
-        thread.join(timeout=5)
-        loop.close()
-
-
-async def _wait(ready: asyncio.Future[int]) -> int:
-    return await ready
 
 
 def read_events(bootstrap: str, topic: str, expected: int, schemas_dir: Any, timeout_s: float = 20) -> list[

@@ -37,7 +37,11 @@ def twilio_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -
 
 
 def sequence(message: StoredMessage, read: bool) -> list[tuple[str, float]]:
-    """The statuses `message` goes through and when (loop time): Twilio's order, read only for WhatsApp."""
+    """The statuses `message` goes through and when (loop time): Twilio's order, read only for WhatsApp.
+    A scheduled message (SendAt) reports "scheduled" now; its later statuses come at its send time,
+    which the simulator does not wait for."""
+    if message.first("ScheduleType"):
+        return [("scheduled", message.created_at)]
     steps = [
         ("queued", message.created_at),
         ("sent", message.sent_at),

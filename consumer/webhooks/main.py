@@ -8,6 +8,8 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -43,7 +45,8 @@ def tokens(settings: Settings) -> list[str]:
 
 
 async def serve(settings: Settings, *, ready: asyncio.Future[int] | None = None,
-                stop: asyncio.Event | None = None, metrics: Metrics | None = None) -> int:  # fmt: skip
+                stop: asyncio.Event | None = None, metrics: Metrics | None = None,
+                signals: bool = True) -> int:  # fmt: skip
     """Run the receiver until `stop` (or SIGTERM); `ready` gets the bound port."""
     k, w = settings.kafka, settings.webhooks
     clients = KafkaClients.from_settings(k)
@@ -67,7 +70,7 @@ async def serve(settings: Settings, *, ready: asyncio.Future[int] | None = None,
     log.info("webhook receiver on port %d (status %s, inbound %s)", port, k.status_topic, k.suppression_topic)
     stop = stop or asyncio.Event()
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if signals else ():
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set_result(port)
@@ -78,6 +81,41 @@ async def serve(settings: Settings, *, ready: asyncio.Future[int] | None = None,
         await reports.stop()
         await asyncio.to_thread(producer.flush, 10)
     return 0
+
+
+@contextlib.contextmanager
+def running_receiver(settings: Settings, metrics: Metrics | None = None) -> Iterator[tuple[int, Metrics]]:
+    """The receiver on its own thread and event loop, for the demo and the tests: yields (port, metrics)."""
+    loop = asyncio.new_event_loop()
+    metrics = metrics or Metrics()
+    stop = asyncio.Event()
+    ready: asyncio.Future[int] = loop.create_future()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve(settings, ready=ready, stop=stop, metrics=metrics, signals=False))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name="webhook-receiver", daemon=True)
+    thread.start()
+
+    async def started() -> int:
+        return await asyncio.wait_for(asyncio.shield(ready), 60)
+
+    try:
+        port = asyncio.run_coroutine_threadsafe(started(), loop).result(timeout=70)
+    except BaseException:
+        loop.call_soon_threadsafe(stop.set)
+        raise
+    try:
+        yield port, metrics
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        done.wait(timeout=30)
+        thread.join(timeout=5)
+        loop.close()
 
 
 def main(argv: list[str]) -> int:

@@ -23,6 +23,10 @@ def test_the_demo_ends_with_its_summary_and_speaks_in_sentences(kafka_bootstrap:
     out = done.stdout.rstrip().splitlines()
     assert out[-1].startswith("Metrics were served at"), out[-12:]
     assert any(line.startswith("Summary: 14 of 14 records finished") for line in out)
+    # The receiver ran too: the simulator's signed callbacks (two messages are scheduled, so only
+    # three reach a final status) are counted as delivered and undelivered.
+    assert any(line.split()[:2] == ["delivered", "2"] for line in out), out[-10:]
+    assert any(line.split() == ["undelivered", "1", "twilio_30003:", "1"] for line in out), out[-10:]
     warnings = [line for line in done.stderr.splitlines() if line.strip()]
     assert warnings, "the dead-lettered record is reported"
     assert all(line.startswith(("warning: ", "error: ")) for line in warnings), warnings
