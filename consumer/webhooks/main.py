@@ -9,8 +9,9 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -132,10 +133,20 @@ def main(argv: list[str]) -> int:
             settings.webhooks.port = args.port
         configure_logging(settings.service.log_level)
         tokens(settings)
-        return asyncio.run(serve(settings))
+        return _run(serve(settings))
     except SettingsError as error:
         print(f"kafka-twilio: {error}", file=sys.stderr)
         return 2
     except ConsumerError as error:
         print(f"kafka-twilio: {error}", file=sys.stderr)
         return 1
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """On uvloop when installed: the receiver is CPU-bound on the event loop under load."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    code: int = uvloop.run(coro)
+    return code
