@@ -118,7 +118,7 @@ def test_every_base_file_is_a_valid_manifest_on_its_own(path: Path) -> None:
     [
         ("ScaledObject", lambda d: d["spec"].update(minReplicas=1), "minReplicas"),
         ("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(intervl="5s"), "intervl"),
-        ("PrometheusRule", lambda d: d["spec"]["groups"][1]["rules"][0].update({"for": "5 min"}), "5 min"),
+        ("PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][-1].update({"for": "5 min"}), "5 min"),
         ("Deployment", lambda d: consumer_container(d)["securityContext"].update(readOnlyRootFileSystem=True),
          "readOnlyRootFileSystem"),
         ("PodDisruptionBudget", lambda d: d["spec"].update(maxUnavailable=[1]), "maxUnavailable"),

@@ -93,3 +93,15 @@ def test_the_service_ingress_pdb_and_policy_select_the_receiver_and_expose_only_
     egress_ports = {p["port"] for r in policy["spec"]["egress"] for p in r["ports"]}
     assert 443 not in egress_ports, "the receiver never calls out to Twilio"
     assert 53 in egress_ports
+
+
+@pytest.mark.parametrize("source", [s for s in SOURCES if s != "kustomize:overlays/dev"])
+def test_prometheus_scrapes_the_receiver_through_its_own_service_monitor(source: str) -> None:
+    docs = render(source)
+    monitor = one(docs, "ServiceMonitor", of="webhooks")
+    service = one(docs, "Service", of="webhooks")
+    labels = service["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
