@@ -155,3 +155,20 @@ def test_stop_and_start_replies_write_and_clear_the_suppression_list(
     while simulator.config.stop_list and time.monotonic() < deadline:
         time.sleep(0.05)
     assert them not in simulator.config.stop_list  # the simulator's 21610 ends with START
+
+
+def test_a_post_kafka_does_not_acknowledge_is_answered_503_never_200(
+    receiver_settings: Callable[..., Settings],
+) -> None:
+    # A topic name the broker refuses: the status event cannot be written, so the post must not
+    # be answered 200 (Twilio would consider it delivered and never send it again).
+    settings = receiver_settings(KAFKA_STATUS_TOPIC="not a valid topic!", WEBHOOKS_ACK_TIMEOUT_S="5")
+    params = [("MessageSid", "SM" + "3" * 32), ("MessageStatus", "delivered"), ("To", "+14155550100")]
+    with running_receiver(settings) as handle:
+        signature = twilio_signature("simulator-auth-token", handle.status_url, params)
+        answer = httpx.post(handle.status_url, data=dict(params), headers={"X-Twilio-Signature": signature},
+                            timeout=30)  # fmt: skip
+        assert answer.status_code == 503
+        assert handle.count("status", "kafka_failed") == 1
+        assert handle.count("status", "ok") == 0
+        assert httpx.get(f"http://127.0.0.1:{handle.port}/readyz").status_code == 503
