@@ -10,8 +10,9 @@ from consumer.webhooks.main import main, tokens
 
 
 def test_the_receiver_needs_the_auth_token_even_where_sending_uses_an_api_key() -> None:
-    settings = load_settings(environ={"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_API_KEY_SID": "SK" + "0" * 32,
-                                      "TWILIO_API_KEY_SECRET": "s"})  # fmt: skip
+    api_key = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_API_KEY_SID": "SK" + "0" * 32,
+               "TWILIO_API_KEY_SECRET": "s"}  # fmt: skip
+    settings = load_settings(environ=api_key)
     with pytest.raises(SettingsError, match="TWILIO_AUTH_TOKEN"):
         tokens(settings)
 
