@@ -12,6 +12,7 @@ mapping allows that depth (`trigger.max_fallback_depth`, default 0), so a fallba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from consumer.events.model import Event
@@ -79,8 +80,16 @@ def correlation(query: dict[str, str]) -> Correlation:
     )  # fmt: skip
 
 
-def with_default_callback(mappings: tuple[Mapping, ...], url: str) -> tuple[Mapping, ...]:
-    """`mappings`, those without a StatusCallback of their own given `url` (CONSUMER_STATUS_CALLBACK_URL)."""
+class _CallbackSetting(Protocol):
+    status_callback_url: str
+
+
+def with_default_callback(
+    mappings: tuple[Mapping, ...], settings: _CallbackSetting | str
+) -> tuple[Mapping, ...]:
+    """`mappings`, those without a StatusCallback of their own given CONSUMER_STATUS_CALLBACK_URL
+    (the service settings' `status_callback_url`, or the URL itself)."""
+    url = settings if isinstance(settings, str) else settings.status_callback_url
     if not url:
         return mappings
     return tuple(

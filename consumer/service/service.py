@@ -37,8 +37,7 @@ from consumer.service.records import Outcome, RecordState
 from consumer.service.upkeep import Upkeep, wait_for_twilio
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
-from consumer.state.suppression import Change, SuppressionTable
-from consumer.state.suppression_topic import SuppressionList
+from consumer.state.suppression_topic import open_suppressions
 from consumer.twilio.content import verify_templates
 
 log = logging.getLogger(__name__)
@@ -88,9 +87,7 @@ class Service:
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
         self.metrics.build_info.info({"version": __version__})
-        mappings = with_default_callback(
-            load_mappings(self.settings.service.mappings), self.settings.service.status_callback_url
-        )
+        mappings = with_default_callback(load_mappings(self.settings.service.mappings), self.settings.service)
         client = self.parts.client
         try:
             await wait_for_twilio(client, STARTUP_TWILIO_WAIT_S)
@@ -142,15 +139,7 @@ class Service:
                 f"describe and create the ledger topic {s.kafka.dedup_topic!r}",
                 code=exc.code,
             ) from exc
-        suppressions = SuppressionList(
-            parts.kafka,
-            producer,
-            s.kafka.suppression_topic,
-            s.service.suppression_codes,
-            on_change=self._suppression_changed,
-        )
-        self._suppression_changed(suppressions.table, None, await self.thread.call(suppressions.load))
-        suppressions.follow(asyncio.get_running_loop())
+        suppressions = await self.thread.call(open_suppressions, parts.kafka, producer, s, self.metrics)
         rt = self.runtime = wire(
             s, parts, producer=producer, changelog=changelog, index=MatchIndex(mappings), mappings=mappings,
             metrics=self.metrics, tracker=self.tracker, loop=asyncio.get_running_loop(),
@@ -186,10 +175,6 @@ class Service:
             await self._shutdown(rt, helpers, reports)
             await self.thread.call(suppressions.close)
         return 0
-
-    def _suppression_changed(self, table: SuppressionTable, _change: Change | None, _n: int = 0) -> None:
-        """Keep the list's size current (changes are counted where they are made: the receiver)."""
-        self.metrics.suppressed_recipients.set(len(table))
 
     async def _shutdown(
         self, rt: Runtime, helpers: list[asyncio.Task[None]], reports: DeliveryReports

@@ -23,7 +23,9 @@ from consumer.kafka.clients import ConsumerLike, KafkaClients, ProducerLike
 from consumer.kafka.errors import kafka_error
 from consumer.kafka.reports import on_loop
 from consumer.kafka.topics import ensure_topic
+from consumer.metrics import Metrics
 from consumer.pipeline.message import OutboundMessage
+from consumer.settings import Settings
 from consumer.state.suppression import (
     Change,
     RunSuppressions,
@@ -84,7 +86,7 @@ class SuppressionList:
 
     def __init__(
         self, clients: KafkaClients, producer: ProducerLike, topic: str, codes: Iterable[int],
-        on_change: Callable[[SuppressionTable, Change], None] | None = None,
+        on_size: Callable[[int], object] | None = None,
     ) -> None:  # fmt: skip
         self.clients = clients
         self.producer = producer
@@ -92,7 +94,7 @@ class SuppressionList:
         self.codes = frozenset(codes)
         self.table = SuppressionTable()
         self.run_only = RunSuppressions()  # refusals for a recipient whose code is not listed: this run
-        self.on_change = on_change
+        self.on_size = on_size  # told the entry count after loading and after each change (a gauge)
         self._reader: ConsumerLike | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,7 +108,17 @@ class SuppressionList:
         })  # fmt: skip
         for change in read_all(self._reader, self.topic, time.monotonic() + timeout_s):
             self.table.apply(change)
+        if self.on_size is not None:
+            self.on_size(len(self.table))
         return len(self.table)
+
+    @classmethod
+    def loaded(cls, clients: KafkaClients, producer: ProducerLike, topic: str, codes: Iterable[int],
+               on_size: Callable[[int], object] | None = None) -> SuppressionList:  # fmt: skip
+        """A list read to the end of its topic (blocking: off the loop); `follow` it next."""
+        suppressions = cls(clients, producer, topic, codes, on_size)
+        suppressions.load()
+        return suppressions
 
     def follow(self, loop: asyncio.AbstractEventLoop) -> None:
         """Apply later changes (from any writer) on `loop` as they arrive, from a thread of its own."""
@@ -131,8 +143,9 @@ class SuppressionList:
 
     def _apply(self, changes: list[Change]) -> None:
         for change in changes:
-            if self.table.apply(change) and self.on_change is not None:
-                self.on_change(self.table, change)
+            self.table.apply(change)
+        if self.on_size is not None:
+            self.on_size(len(self.table))
 
     def blocks(self, message: OutboundMessage) -> bool:
         """True when `message`'s recipient is on the list for its sender."""
@@ -168,3 +181,13 @@ class SuppressionList:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+
+def open_suppressions(
+    clients: KafkaClients, producer: ProducerLike, settings: Settings, metrics: Metrics
+) -> SuppressionList:
+    """The service's list, read to its end (blocking: on the Kafka thread); `follow` it on the loop."""
+    return SuppressionList.loaded(
+        clients, producer, settings.kafka.suppression_topic, settings.service.suppression_codes,
+        metrics.suppressed_recipients.set,
+    )  # fmt: skip
