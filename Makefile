@@ -78,7 +78,7 @@ bench: install ## run the benchmarks in bench/ (results in bench/results/, summa
 	$(PY) bench/run_all.py
 
 .PHONY: demo
-demo: install ## sample events end to end (local Kafka, Twilio simulator); DEMO_ENCODING=confluent: via a registry
+demo: install ## sample events end to end (local Kafka, Twilio simulator, webhook receiver); DEMO_ENCODING=confluent: via a registry
 	$(PY) -m consumer.cli demo
 
 .PHONY: clean

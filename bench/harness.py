@@ -213,6 +213,7 @@ def service_env(base_url: str, topic: str, run: str, mappings: Path, in_flight: 
         "KAFKA_GROUP_ID": f"bench-{run}",
         "KAFKA_DEAD_LETTER_TOPIC": f"bench-dlq-{run}",
         "KAFKA_DEDUP_TOPIC": f"bench-sent-{run}",
+        "KAFKA_SUPPRESSION_TOPIC": f"bench-suppressions-{run}",
         "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
         "TWILIO_API_KEY_SID": DEFAULT_API_KEY_SID,
         "TWILIO_API_KEY_SECRET": DEFAULT_API_KEY_SECRET,

@@ -14,6 +14,10 @@ from consumer import __version__
 # name -> ("module:function", one-line help); each function takes argv without the name, returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("consumer.service.main:main", "consume events and send Twilio messages (the service)"),
+    "webhooks": (
+        "consumer.webhooks.main:main",
+        "receive Twilio status callbacks and replies; produce status events to Kafka",
+    ),
     "validate": (
         "consumer.commands.preview:validate_main",
         "check mapping files; report every problem at once",

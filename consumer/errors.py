@@ -8,6 +8,7 @@
      ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
      ├── RenderError            an Event x Mapping could not become a Twilio request
      ├── TwilioError            Twilio answered an error, or the request failed in transport
+     ├── WebhookError           a webhook post is not one Twilio could have sent (answered 400, counted)
      └── KafkaError             the Kafka client reported an error (with librdkafka's code)
 
 Every error carries the context a user needs to act on it (topic/partition/offset, mapping id, field,
@@ -188,3 +189,13 @@ class KafkaError(ConsumerError):
         self.code = code
         self.retriable = retriable
         self.fatal = fatal
+
+
+class WebhookError(ConsumerError):
+    """A webhook post lacks what every Twilio post carries (answered 400 and counted, never produced)."""
+
+    stage = "webhook"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field

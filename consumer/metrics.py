@@ -6,7 +6,7 @@ Twilio error codes are all bounded sets chosen by the operator or by Twilio, nev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -21,6 +21,10 @@ DELAY_BUCKETS = (
 )  # fmt: skip
 # Ledger writes (intent before a send, outcome after it) take milliseconds on a healthy broker.
 LEDGER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# From the event's time to Twilio's "delivered": seconds for one-time codes, minutes behind a carrier.
+DELIVERED_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# The receiver answers once Kafka acknowledged: a few milliseconds on a healthy broker.
+ANSWER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
 class Metrics:
@@ -33,6 +37,7 @@ class Metrics:
         self._twilio()
         self._kafka()
         self._state()
+        self._return_path()
 
     def _counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
         return Counter(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
@@ -160,3 +165,46 @@ class Metrics:
             "ledger_evictions",
             "Ledger entries dropped before their window ended because the ledger was full.",
         )
+
+    def _return_path(self) -> None:
+        self.webhook_requests = self._counter(
+            "webhook_requests",
+            "Webhook posts by kind (status, inbound) and result (ok, forbidden, bad_request, kafka_failed).",
+            ["kind", "result"],
+        )
+        self.webhook_answer_seconds = self._histogram(
+            "webhook_answer_seconds",
+            "From a webhook post's arrival to its answer (after Kafka's ack).",
+            ANSWER_BUCKETS,
+        )
+        self.message_status = self._counter(
+            "message_status",
+            "Status callbacks and replies by mapping, status (sent, delivered, undelivered, read, stop, "
+            "start, …) and Twilio error code.",
+            ["mapping", "status", "error_code"],
+        )
+        self.time_to_delivered = self._histogram(
+            "time_to_delivered_seconds",
+            "From the original event's timestamp to Twilio reporting the message delivered, by mapping.",
+            DELIVERED_BUCKETS,
+            ["mapping"],
+        )
+        self.suppressed_recipients = self._gauge(
+            "suppressed_recipients", "Entries on the suppression list (recipient and sender scope)."
+        )
+        self.suppression_changes = self._counter(
+            "suppression_changes",
+            "Suppression list changes the receiver wrote (STOP, START, permanent failures), by action "
+            "(added, removed).",
+            ["action"],
+        )
+        self.error_code_info = self._gauge(
+            "error_code_info",
+            "1 for each Twilio error code the dashboard names: its meaning as a label.",
+            ["error_code", "meaning"],
+        )
+
+    def name_error_codes(self, meanings: Mapping[int, str]) -> None:
+        """Export `error_code_info` so dashboards can join codes to their meaning."""
+        for code, meaning in meanings.items():
+            self.error_code_info.labels(str(code), meaning).set(1)

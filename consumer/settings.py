@@ -39,6 +39,10 @@ class TwilioSettings(BaseModel):
     api_key_sid: str = Field(default="", description="API Key SID (SK…); the Basic-auth user. Preferred.")
     api_key_secret: SecretStr | None = Field(default=None, description="API Key secret.")
     auth_token: SecretStr | None = Field(default=None, description="Auth Token, used when no API key is set.")
+    auth_token_secondary: SecretStr | None = Field(
+        default=None,
+        description="The secondary Auth Token during a rotation: webhooks signed with it pass too.",
+    )
     region: str = Field(
         default="", description="Twilio region, e.g. ie1 or au1 (credentials are per region)."
     )
@@ -109,6 +113,11 @@ class KafkaSettings(BaseModel):
     topics: list[str] = Field(default=["segment-events"], description="Topics to consume (JSON list or CSV).")
     dead_letter_topic: str = Field(default="kafka-twilio.dead-letter")
     dedup_topic: str = Field(default="kafka-twilio.sent", description="Compacted changelog of sent messages.")
+    status_topic: str = Field(default="kafka-twilio.status", description="Status events from the webhooks.")
+    suppression_topic: str = Field(
+        default="kafka-twilio.suppressions",
+        description="Compacted suppression list (STOP, permanent failures).",
+    )
     schema_registry_url: str = Field(default="", description="Confluent-compatible registry URL, if any.")
     schema_registry_user: str = ""
     schema_registry_password: SecretStr | None = None
@@ -182,12 +191,48 @@ class ServiceSettings(BaseModel):
         default_factory=dict, description='Per-sender rate overrides, JSON: {"+14155550100": 3, "MG…": 50}.'
     )
     rate_unit: Literal["messages", "segments"] = "segments"
+    status_callback_url: str = Field(
+        default="",
+        description="StatusCallback for mappings without their own (the webhook receiver's /twilio/status).",
+    )
+    suppression_codes: list[int] = Field(
+        default=[21610, 30005, 30006], description="Twilio error codes that put a recipient on the list."
+    )
     log_level: str = "INFO"
 
     @field_validator("sender_rates", mode="before")
     @classmethod
     def _json_object(cls, v: object) -> object:
         return _json(v) if isinstance(v, str) else v
+
+    @field_validator("suppression_codes", mode="before")
+    @classmethod
+    def _codes(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [c.strip() for c in v.split(",") if c.strip()]
+        return v
+
+    @field_validator("status_callback_url")
+    @classmethod
+    def _callback_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/_]+(/|$)", v):
+            raise ValueError("must be an http(s) URL whose host has no '_' (Twilio refuses others)")
+        return v
+
+
+class WebhookSettings(BaseModel):
+    """The webhook receiver (`kafka-twilio webhooks`). Env prefix `WEBHOOKS_`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    host: str = "0.0.0.0"  # noqa: S104  Twilio (through the Ingress) must reach it
+    port: int = Field(default=9110, ge=0, le=65535)
+    public_url: str = Field(
+        default="",
+        description="The scheme and host Twilio posts to (https://hooks.example.com): Twilio signs that URL, "
+        "not the one the pod sees behind the Ingress. Empty: the request's own.",
+    )
+    ack_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for Kafka's acknowledgement.")
 
 
 class Settings(BaseModel):
@@ -196,6 +241,7 @@ class Settings(BaseModel):
     twilio: TwilioSettings
     kafka: KafkaSettings
     service: ServiceSettings
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
 
 def _client_passthrough(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
@@ -207,6 +253,7 @@ _PARTS: dict[str, tuple[type[BaseModel], str]] = {
     "twilio": (TwilioSettings, "TWILIO_"),
     "kafka": (KafkaSettings, "KAFKA_"),
     "service": (ServiceSettings, "CONSUMER_"),
+    "webhooks": (WebhookSettings, "WEBHOOKS_"),
 }
 
 

@@ -104,7 +104,9 @@ def twilio(real: bool) -> Iterator[dict[str, str]]:
         return
     from consumer.simulator import SimulatorConfig, running_simulator
 
-    config = SimulatorConfig(latency_ms=50, latency_jitter_ms=20)
+    # The WhatsApp message comes back undelivered (30003): the summary shows both kinds of report.
+    config = SimulatorConfig(latency_ms=50, latency_jitter_ms=20,
+                             undelivered_to={"whatsapp:+14155550177": 30003})  # fmt: skip
     # The Content Templates the example mappings use, so the start-up template check passes.
     extra = json.loads((ROOT / "examples" / "content-templates.json").read_text())
     config = config.replace(
@@ -119,6 +121,7 @@ def twilio(real: bool) -> Iterator[dict[str, str]]:
             "TWILIO_ACCOUNT_SID": sim.account_sid,
             "TWILIO_API_KEY_SID": sim.api_key_sid,
             "TWILIO_API_KEY_SECRET": sim.api_key_secret,
+            "TWILIO_AUTH_TOKEN": sim.auth_token,  # signs the simulator's callbacks: the receiver checks them
         }
         # After the consumer ran: show what reached "Twilio".
         _print_received(sim.messages())
@@ -182,6 +185,7 @@ class _Result:
     port: int | None
     metrics: Metrics
     outcomes: list[tuple[str, int, int, list[tuple[str, str, str]]]]
+    statuses: Metrics | None = None  # the webhook receiver's, when it ran (with the simulator)
 
 
 def _run(args: argparse.Namespace, bootstrap: str, service_env: dict[str, str]) -> _Result:
@@ -213,17 +217,53 @@ def _run(args: argparse.Namespace, bootstrap: str, service_env: dict[str, str]) 
     env = {**service_env,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": f"{topic},{shop_topic}",
         "KAFKA_GROUP_ID": f"demo-{run}", "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
+        "KAFKA_STATUS_TOPIC": f"demo.status.{run}", "KAFKA_SUPPRESSION_TOPIC": f"demo.suppressions.{run}",
         "CONSUMER_MAPPINGS": str(shop.mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
         "CONSUMER_METRICS_PORT": "0", "CONSUMER_METRICS_HOST": "127.0.0.1",
+        "WEBHOOKS_HOST": "127.0.0.1", "WEBHOOKS_PORT": "0",
     }  # fmt: skip
-    settings = load_settings(environ={**os.environ, **env})
     result = _Result(0, produced, None, Metrics(), [])
-    service = Service(settings, Parts.real(settings), metrics=result.metrics,
-                      journal=lambda *r: result.outcomes.append(r), exit_when_idle_s=2.0)  # fmt: skip
-    with scratch:
+    with scratch, _receiver(env) as statuses:
+        settings = load_settings(environ={**os.environ, **env})
+        service = Service(settings, Parts.real(settings), metrics=result.metrics,
+                          journal=lambda *r: result.outcomes.append(r), exit_when_idle_s=2.0)  # fmt: skip
         result.code = run_service(service)
-    result.port = service.metrics_port
+        result.port = service.metrics_port
+        result.statuses = statuses
+        if statuses is not None:
+            _settle(statuses)
     return result
+
+
+@contextlib.contextmanager
+def _receiver(env: dict[str, str]) -> Iterator[Metrics | None]:
+    """The webhook receiver, when the simulator posts to it (real Twilio cannot reach loopback); it
+    sets CONSUMER_STATUS_CALLBACK_URL in `env` to itself."""
+    if "TWILIO_BASE_URL" not in env:
+        yield None
+        return
+    from consumer.webhooks.main import running_receiver
+
+    with running_receiver(load_settings(environ={**os.environ, **env})) as (port, metrics):
+        env["CONSUMER_STATUS_CALLBACK_URL"] = f"http://127.0.0.1:{port}/twilio/status"
+        print(f"demo: webhook receiver on http://127.0.0.1:{port} (checks the simulator's signatures)")
+        yield metrics
+
+
+def _settle(statuses: Metrics, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
+    """Wait until the simulator's last callbacks are in: no new post for `quiet_s` (at most `limit_s`)."""
+    import time
+
+    def posts() -> float:
+        samples = statuses.registry.get_sample_value
+        return sum(samples("kafka_twilio_webhook_requests_total", {"kind": "status", "result": r}) or 0.0
+                   for r in ("ok", "forbidden", "bad_request", "kafka_failed"))  # fmt: skip
+
+    deadline, seen, since = time.monotonic() + limit_s, -1.0, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        if (now := posts()) != seen:
+            seen, since = now, time.monotonic()
+        time.sleep(0.1)
 
 
 def _create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
@@ -253,6 +293,8 @@ def _summary(result: _Result) -> None:
         total = sum(n for (o, _), n in pairs.items() if o == outcome)
         detail = ", ".join(f"{r}: {n}" for (o, r), n in sorted(pairs.items()) if o == outcome)
         print(f"  {outcome:<14} {total:>4}   {detail}")
+    if result.statuses is not None:
+        _delivery_summary(result.statuses)
     registry = result.metrics.registry
     count = registry.get_sample_value("kafka_twilio_ledger_write_seconds_count") or 0.0
     window_s = registry.get_sample_value("kafka_twilio_ledger_write_seconds_sum") or 0.0
@@ -260,3 +302,20 @@ def _summary(result: _Result) -> None:
         mean_ms = 1000 * window_s / count
         print(f"Residual duplicate window (Twilio 201 -> ledger acknowledged): mean {mean_ms:.1f} ms")
     print(f"Metrics were served at http://127.0.0.1:{result.port}/metrics (kafka_twilio_* series)")
+
+
+def _delivery_summary(statuses: Metrics) -> None:
+    """Delivered / undelivered, from the simulator's signed callbacks as the receiver counted them."""
+    by_status: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    for metric in statuses.registry.collect():
+        if metric.name != "kafka_twilio_message_status":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                by_status[sample.labels["status"]] += int(sample.value)
+                if sample.labels["error_code"]:
+                    codes[f"twilio_{sample.labels['error_code']}"] += int(sample.value)
+    for status in ("delivered", "undelivered"):
+        detail = ", ".join(f"{c}: {n}" for c, n in sorted(codes.items())) if status == "undelivered" else ""
+        print(f"  {status:<14} {by_status[status]:>4}   {detail or 'reported by signed status callbacks'}")

@@ -93,6 +93,11 @@ class Trigger(Model):
     journey: JourneyTrigger | None = None
     computed_trait: ComputedTraitTrigger | None = None
     conditions: Condition | None = None
+    max_fallback_depth: int = Field(
+        default=0, ge=0, le=5,
+        description="for triggers on status events (Message Undelivered, …): how many fallbacks deep the "
+        "reported message may be. 0: only messages of ordinary events, so a fallback never triggers another",
+    )  # fmt: skip
 
     @field_validator("event", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from consumer.errors import RenderError
 from consumer.events.model import Event
 from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping
+from consumer.pipeline.correlation import may_fire
 from consumer.pipeline.message import OutboundMessage, Skip
 from consumer.pipeline.render import render
 
@@ -71,7 +72,8 @@ def handle(
     index: MatchIndex, event: Event, *, default_region: str, now: dt.datetime, strict_numbers: bool = False
 ) -> list[Decision]:
     """A decision for every mapping that fires for `event`; `[NO_MAPPING]` when none does."""
-    mappings = index.match(event)
+    # The loop guard: a status event about a fallback's message fires only mappings that ask for it.
+    mappings = [m for m in index.match(event) if may_fire(event, m.trigger.max_fallback_depth)]
     if not mappings:
         return [NO_MAPPING]
     return [

@@ -30,6 +30,7 @@ from consumer.mappings.fields import TAG_TEXT
 from consumer.mappings.model import Mapping
 from consumer.mappings.templating import Template
 from consumer.pipeline.body import content_params
+from consumer.pipeline.correlation import callback_url
 from consumer.pipeline.gates import consent_skip
 from consumer.pipeline.message import FrequencyCap, OutboundMessage, Skip
 from consumer.pipeline.schedule import send_at_params
@@ -96,7 +97,8 @@ class _Plan:
     sender_kind: str
     sender_param: tuple[str, str]
     to_prefix: str
-    options: tuple[tuple[str, str], ...]  # StatusCallback, ValidityPeriod, ShortenUrls, SmartEncoded
+    callback: str | None  # the StatusCallback base; each event's correlation is appended to it
+    options: tuple[tuple[str, str], ...]  # ValidityPeriod, ShortenUrls, SmartEncoded
     tags: tuple[tuple[str, Template], ...]  # templated tags, rendered per event
     static_tags: str | None  # the Tags JSON when no tag is templated
 
@@ -112,8 +114,6 @@ def _plan(mapping: Mapping) -> _Plan:
         _PLANS.clear()
     opts = mapping.options
     options: list[tuple[str, str]] = []
-    if opts.status_callback is not None:
-        options.append(("StatusCallback", opts.status_callback))
     if opts.validity_period is not None:
         options.append(("ValidityPeriod", str(opts.validity_period)))
     if opts.shorten_urls is not None:
@@ -125,7 +125,8 @@ def _plan(mapping: Mapping) -> _Plan:
     if tags and all(t.literal is not None for _, t in tags):
         static = json.dumps({k: t.literal for k, t in tags}, separators=(",", ":"))
     sender, sender_kind, sender_param = _sender(mapping)
-    plan = _Plan(sender, sender_kind, sender_param, _ADDRESS_PREFIX[mapping.channel], tuple(options),
+    plan = _Plan(sender, sender_kind, sender_param, _ADDRESS_PREFIX[mapping.channel], opts.status_callback,
+                 tuple(options),
                  () if static is not None else tags, static)  # fmt: skip
     _PLANS[id(mapping)] = (mapping, plan)
     return plan
@@ -176,6 +177,11 @@ def render(
         ("To", to),
         plan.sender_param,
         *content,
+        *(
+            ()
+            if plan.callback is None
+            else (("StatusCallback", callback_url(plan.callback, mapping.id, str(mapping.channel), event)),)
+        ),
         *plan.options,
         *_tags(plan, mapping, scope),
         *scheduled,

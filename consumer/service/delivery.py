@@ -68,7 +68,7 @@ class Delivery:
     async def _claim(self, record: RecordState, message: OutboundMessage, key: str) -> bool:
         """True when this message is to be sent now; else its outcome is recorded."""
         mid = message.mapping_id
-        if message.recipient in self.exchange.suppressed:
+        if self.exchange.suppressed.blocks(message):
             self.outcomes.finish(record, mid, "skipped", "suppressed")
             return False
         claim = self.state.ledger.claim(key, record.partition, self.clock())

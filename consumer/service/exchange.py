@@ -37,6 +37,7 @@ from consumer.service.outcomes import Outcomes
 from consumer.service.records import RecordState, epoch_of
 from consumer.state.ledger import INTENT, RELEASED, SENT, LedgerEntry, recipient_hash, request_digests
 from consumer.state.sent import SentState
+from consumer.state.suppression import RunSuppressions, Suppressions
 from consumer.twilio.classify import is_throttle
 from consumer.twilio.client import SendResult
 
@@ -76,6 +77,7 @@ class Exchange:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        suppressed: Suppressions | None = None,
     ) -> None:
         self.twilio = twilio
         self.metrics = metrics
@@ -90,7 +92,8 @@ class Exchange:
         self.gate = ConcurrencyGate(adaptive.limit)
         self.halting = Halting()
         self.breaker = Breaker(on_change=lambda up: metrics.twilio_available.set(1 if up else 0))
-        self.suppressed: set[str] = set()  # recipients who answered STOP or cannot receive (this run)
+        # Recipients who answered STOP or cannot receive: the durable list (consumer.state.suppression).
+        self.suppressed = suppressed if suppressed is not None else RunSuppressions()
         self.on_wire: set[asyncio.Task[Any]] = set()  # tasks whose request may be on the wire now
         self._accepted = metrics.twilio_requests.labels("2xx", "")
         self.delays = SendDelays(metrics)
@@ -150,7 +153,7 @@ class Exchange:
         if is_throttle(error.status, error.code) and self.adaptive.on_throttle():
             self._sync_limit()
         if error.error_class is ErrorClass.RECIPIENT:
-            self.suppressed.add(message.recipient)
+            self.suppressed.add(message, error.code)
         if error.error_class is ErrorClass.MAY_HAVE_SENT:
             self.metrics.may_have_sent.inc()
             listed = await self._reconcile(message, params, intent_at)

@@ -36,6 +36,7 @@ from consumer.service.records import RecordState
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
 from consumer.state.sent import SentState
+from consumer.state.suppression_topic import SuppressionList
 from consumer.twilio.client import SendResult, TwilioClient
 
 
@@ -112,15 +113,19 @@ def wire(
     settle: Callable[[float], Any],
     commit: Callable[[Any, dict[tuple[str, int], int]], object],
     on_assigned: Callable[[], None],
+    suppressions: SuppressionList | None = None,
 ) -> Runtime:
     """Build the data path's stages for one run and connect them."""
     s = settings.service
+    if suppressions is not None:
+        suppressions.follow(loop)  # loaded before consuming; from now on, changes as they come
     state = SentState(changelog, max_entries=s.ledger_max_entries, cap_horizon_s=cap_horizon(mappings))
     outcomes = Outcomes(metrics, DeadLetterWriter(producer, settings.kafka.dead_letter_topic), on_record_done)
     exchange = Exchange(
         twilio=parts.client, metrics=metrics, state=state, outcomes=outcomes,
         adaptive=AdaptiveLimit(s.max_in_flight, minimum=min(4, s.max_in_flight)),
         policy=RetryPolicy.from_settings(s), reconcile_delay_s=s.reconcile_delay_s, clock=parts.clock,
+        suppressed=suppressions,
     )  # fmt: skip
     delivery = Delivery(
         exchange=exchange, metrics=metrics, state=state, outcomes=outcomes,

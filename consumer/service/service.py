@@ -31,6 +31,7 @@ from consumer.mappings.match import MatchIndex
 from consumer.mappings.model import Mapping, TemplateContent
 from consumer.mappings.paths import start_sources
 from consumer.metrics import Metrics
+from consumer.pipeline.correlation import with_default_callback
 from consumer.service.health import Health, build_app, start_server
 from consumer.service.intake import EventDecoder
 from consumer.service.parts import Parts, Runtime, producer_for, wire
@@ -38,6 +39,7 @@ from consumer.service.records import Outcome, RecordState
 from consumer.service.upkeep import Upkeep, wait_for_twilio
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
+from consumer.state.suppression_topic import open_suppressions
 from consumer.twilio.content import verify_templates
 
 log = logging.getLogger(__name__)
@@ -86,22 +88,22 @@ class Service:
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        self.metrics.build_info.info({"version": __version__})
-        self.metrics.delay_objective.set(self.settings.service.delay_objective_s)
+        _static_metrics(self.metrics, self.settings)
         loaded = load_files(self.settings.service.mappings)
+        mappings = with_default_callback(loaded.mappings, self.settings.service)
         client = self.parts.client
         try:
             await _use_sources(loaded, self.parts.decoder)
             await wait_for_twilio(client, STARTUP_TWILIO_WAIT_S)
             self.health.credentials_ok = True
-            await verify_templates(client, _template_needs(loaded.mappings))
+            await verify_templates(client, _template_needs(mappings))
             app = build_app(self.metrics.registry, self.readiness, lambda: True, self.readiness_reasons)
             runner, self.metrics_port = await start_server(
                 app, self.settings.service.metrics_host, self.settings.service.metrics_port
             )
             log.info("metrics, /healthz and /readyz on port %d", self.metrics_port)
             try:
-                return await self._consume(loaded.mappings)
+                return await self._consume(mappings)
             finally:
                 await runner.cleanup()
         finally:
@@ -141,12 +143,13 @@ class Service:
                 f"describe and create the ledger topic {s.kafka.dedup_topic!r}",
                 code=exc.code,
             ) from exc
+        suppressions = await self.thread.call(open_suppressions, parts.kafka, producer, s, self.metrics)
         rt = self.runtime = wire(
             s, parts, producer=producer, changelog=changelog, index=MatchIndex(mappings), mappings=mappings,
             metrics=self.metrics, tracker=self.tracker, loop=asyncio.get_running_loop(),
             on_record_done=self._record_done, settle=lambda timeout_s: settle(producer, timeout_s),
             commit=lambda consumer, offsets: commit(consumer, offsets, self.metrics),
-            on_assigned=self.health.broker_answered,
+            on_assigned=self.health.broker_answered, suppressions=suppressions,
         )  # fmt: skip
         rt.consumer = parts.kafka.consumer(service_consumer_config(s.kafka, self.health.on_client_error))
         a = rt.assignments
@@ -174,6 +177,7 @@ class Service:
             await self._poll_loop(rt, upkeep)
         finally:
             await self._shutdown(rt, helpers)
+            await self.thread.call(suppressions.close)
         return 0
 
     async def _shutdown(self, rt: Runtime, helpers: list[asyncio.Task[None]]) -> None:
@@ -299,6 +303,12 @@ class Service:
             # Tracker state is only touched on the event loop; the Kafka thread only talks to Kafka.
             assert rt.consumer is not None
             self.tracker.mark_committed(await self.thread.call(commit, rt.consumer, offsets, self.metrics))
+
+
+def _static_metrics(metrics: Metrics, settings: Settings) -> None:
+    """Series that hold for the whole run: the version, the delay objective the alert compares with."""
+    metrics.build_info.info({"version": __version__})
+    metrics.delay_objective.set(settings.service.delay_objective_s)
 
 
 async def _use_sources(loaded: Loaded, decoder: EventDecoder) -> None:

@@ -118,6 +118,12 @@ class SimulatorConfig:
 
     status_callback_delay_ms: float = 100.0  # from leaving the sender queue to "delivered"
     delivery_error_rates: dict[int, float] = field(default_factory=dict)  # e.g. {30003: 0.01} -> undelivered
+    #: To address -> error code: every message to it ends undelivered with that code (deterministic tests).
+    undelivered_to: dict[str, int] = field(default_factory=dict)
+    whatsapp_read_rate: float = 0.5  # share of delivered WhatsApp messages then reported "read"
+    #: With Advanced Opt-Out Twilio adds OptOutType (STOP, START, HELP) to inbound webhooks.
+    advanced_opt_out: bool = True
+    inbound_url: str = ""  # the number's inbound-message webhook (POST /_sim/inbound may name another)
 
     validation: Literal["schema", "openapi"] = "schema"
     spec_path: str | None = None  # folder holding twilio_api_v2010.json (default: found automatically)
@@ -140,6 +146,8 @@ class SimulatorConfig:
             changes["stop_list"] = set(changes["stop_list"])
         if "error_rates" in changes:
             changes["error_rates"] = {int(k): float(v) for k, v in changes["error_rates"].items()}
+        if "undelivered_to" in changes:
+            changes["undelivered_to"] = {str(k): int(v) for k, v in changes["undelivered_to"].items()}
         if "delivery_error_rates" in changes:
             changes["delivery_error_rates"] = {
                 int(k): float(v) for k, v in changes["delivery_error_rates"].items()

@@ -48,7 +48,7 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.state = SimulatorState(config)
-        self.callbacks = Callbacks(lambda: self.config)
+        self.callbacks = Callbacks(lambda: self.config, self.state.rng.random)
         #: Stops (False) or resumes (True) listening on the port; set by whoever started the server.
         self.listening: Callable[[bool], Awaitable[None]] | None = None
         self.form_validator: MessageFormValidator | None = None

@@ -61,6 +61,11 @@ class SimulatorHandle:
 
         return self._call(read)
 
+    def inbound(self, url: str, sender: str, to: str, body: str, service_sid: str = "") -> int:
+        """Inject a reply from `sender` to `to`, posted signed to `url` (as POST /_sim/inbound does)."""
+        coro = self._simulator.callbacks.inbound(url, sender, to, body, service_sid)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
     def reset(self) -> None:
         self._call(self._simulator.state.reset)
 

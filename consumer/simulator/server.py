@@ -1,7 +1,8 @@
 """The simulator's HTTP server (aiohttp.web): Twilio's routes, Twilio-shaped answers.
 
 Serves Messages (create, fetch, list), Account fetch, Content (list, fetch), Messaging Services
-(list), and the test endpoints GET /_sim/messages, GET /_sim/stats, POST /_sim/config, POST /_sim/reset.
+(list), and the test endpoints GET /_sim/messages, GET /_sim/stats, POST /_sim/config, POST /_sim/reset,
+POST /_sim/outage and POST /_sim/inbound (a recipient's reply, signed, to the inbound webhook).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ async def sim_stats(request: web.Request) -> web.Response:
             "in_flight": state.in_flight,
             "peak_in_flight": state.peak_in_flight,
             "answers": dict(state.answers),
+            "webhooks": dict(request.app[STATE].callbacks.posted),
         }
     )
 
@@ -109,6 +111,24 @@ async def outages(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+async def sim_inbound(request: web.Request) -> web.Response:
+    """Inject a reply, as a recipient would send it: {"from", "to", "body", "url"?, "messaging_service_sid"?}.
+
+    Posted signed to `url` (or the configured inbound_url); STOP puts the sender on the STOP list
+    (21610 from then on), START takes them off. Answers with the webhook's own status code."""
+    sim = request.app[STATE]
+    try:
+        data = await request.json()
+        url = str(data.get("url") or sim.config.inbound_url)
+        sender, to, body = str(data["from"]), str(data["to"]), str(data["body"])
+        if not url:
+            raise ValueError("no url given and no inbound_url configured")
+    except (ValueError, KeyError, TypeError) as exc:
+        return web.json_response({"error": f"{exc}: expected from, to, body (and url)"}, status=400)
+    status = await sim.callbacks.inbound(url, sender, to, body, str(data.get("messaging_service_sid") or ""))
+    return web.json_response({"ok": 200 <= status < 300, "webhook_status": status})
+
+
 async def sim_reset(request: web.Request) -> web.Response:
     request.app[STATE].state.reset()
     return web.json_response({"ok": True})
@@ -134,4 +154,5 @@ def build_app(simulator: Simulator) -> web.Application:
     app.router.add_post("/_sim/config", sim_config)
     app.router.add_post("/_sim/reset", sim_reset)
     app.router.add_post("/_sim/outage", sim_outage)
+    app.router.add_post("/_sim/inbound", sim_inbound)
     return app

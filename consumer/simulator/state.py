@@ -137,6 +137,9 @@ class SimulatorState:
             if self.rng.random() < rate:
                 final_status, error_code = "undelivered", code
                 break
+        to = next((v for k, v in params if k == "To"), "")
+        if to in self.config.undelivered_to:
+            final_status, error_code = "undelivered", self.config.undelivered_to[to]
         message = StoredMessage(
             sid="SM" + uuid.uuid4().hex,
             params=params,

@@ -172,9 +172,16 @@ def of_kind(docs: tuple[Manifest, ...] | list[Manifest], kind: str) -> list[Mani
     return [d for d in docs if d.get("kind") == kind]
 
 
-def one(docs: tuple[Manifest, ...] | list[Manifest], kind: str) -> Manifest:
-    found = of_kind(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def component(doc: Manifest) -> str:
+    """The `app.kubernetes.io/component` label: consumer, webhooks, or "" for shared resources."""
+    return str(doc.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
+def one(docs: tuple[Manifest, ...] | list[Manifest], kind: str, of: str = "consumer") -> Manifest:
+    """The one `kind` of a component: the consumer's unless `of` names another (webhooks). Resources
+    without a component label (the dashboard, the rules) belong to every component."""
+    found = [d for d in of_kind(docs, kind) if component(d) in (of, "")]
+    assert len(found) == 1, f"expected one {kind} of the {of}, found {len(found)}"
     return found[0]
 
 

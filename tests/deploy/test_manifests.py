@@ -20,6 +20,7 @@ from tests.deploy.render import (
     DEPLOY,
     Manifest,
     SchemaMissing,
+    component,
     consumer_container,
     container_env,
     load_documents,
@@ -117,7 +118,7 @@ def test_every_base_file_is_a_valid_manifest_on_its_own(path: Path) -> None:
     [
         ("ScaledObject", lambda d: d["spec"].update(minReplicas=1), "minReplicas"),
         ("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(intervl="5s"), "intervl"),
-        ("PrometheusRule", lambda d: d["spec"]["groups"][1]["rules"][0].update({"for": "5 min"}), "5 min"),
+        ("PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][-1].update({"for": "5 min"}), "5 min"),
         ("Deployment", lambda d: consumer_container(d)["securityContext"].update(readOnlyRootFileSystem=True),
          "readOnlyRootFileSystem"),
         ("PodDisruptionBudget", lambda d: d["spec"].update(maxUnavailable=[1]), "maxUnavailable"),
@@ -292,7 +293,7 @@ def test_every_selector_selects_the_consumer_pods(source: str) -> None:
     assert _matches(one(docs, "Service")["spec"]["selector"], labels)
     assert _matches(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
     assert _matches(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], labels)
-    for monitor in of_kind(docs, "ServiceMonitor"):
+    for monitor in (m for m in of_kind(docs, "ServiceMonitor") if component(m) == "consumer"):
         assert _matches(
             monitor["spec"]["selector"]["matchLabels"], one(docs, "Service")["metadata"]["labels"]
         )
@@ -307,7 +308,7 @@ def test_the_metrics_port_is_the_same_in_the_service_monitor_and_network_policy(
     (service_port,) = service["spec"]["ports"]
     assert _named_port(container, service_port["targetPort"]) == port
     assert service["spec"]["publishNotReadyAddresses"] is True, "unready pods must still be scraped"
-    for monitor in of_kind(docs, "ServiceMonitor"):
+    for monitor in (m for m in of_kind(docs, "ServiceMonitor") if component(m) == "consumer"):
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] == service_port["name"]
         assert endpoint["path"] == "/metrics"

@@ -184,6 +184,9 @@ REQUIRED_ALERTS = {
     "KafkaTwilioAuthenticationErrors": "kafka_twilio_twilio_requests_total",
     "KafkaTwilioNoSendsWhileLagging": "kafka_twilio_outcomes_total",
     "KafkaTwilioConsumerDown": "up",
+    "KafkaTwilioDeliveryRateLow": "kafka_twilio:delivery_ratio:rate30m",
+    "KafkaTwilioCarrierFiltering": "kafka_twilio_message_status_total",
+    "KafkaTwilioWebhookSignaturesRefused": "kafka_twilio_webhook_requests_total",
 }
 
 
@@ -227,6 +230,10 @@ REQUIRED_PANELS = {
     "in flight": "kafka_twilio_in_flight",
     "dead-letter rate": "kafka_twilio_dead_letters_total",
     "rate-limit waits": "kafka_twilio_rate_limit_wait_seconds_total",
+    "delivery funnel": "kafka_twilio_message_status_total",
+    "time to delivered": "kafka_twilio_time_to_delivered_seconds_bucket",
+    "top undelivered error codes": "kafka_twilio_error_code_info",
+    "suppression list": "kafka_twilio_suppressed_recipients",
 }
 
 
@@ -241,6 +248,10 @@ def test_the_dashboard_has_a_panel_for_each_topic_the_issue_names(topic: str, me
         for m in parsed()[f"dashboard {p['title']} / {t['refId']}"]["metrics"]
     }
     assert metric in reads, f"panel {topic!r} does not read {metric}"
+
+
+def test_the_carrier_filtering_alert_watches_twilios_30007() -> None:
+    assert 'error_code="30007"' in alerts()["KafkaTwilioCarrierFiltering"]["expr"]
 
 
 def test_the_latency_panel_shows_three_percentiles() -> None:

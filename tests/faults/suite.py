@@ -156,6 +156,7 @@ class Run:
             "KAFKA_GROUP_ID": self.group, "KAFKA_GROUP_INSTANCE_ID": f"replica-{slot}",
             "KAFKA_SESSION_TIMEOUT_MS": "10000",
             "KAFKA_DEAD_LETTER_TOPIC": f"{self.topic}.dlq", "KAFKA_DEDUP_TOPIC": f"{self.topic}.sent",
+            "KAFKA_SUPPRESSION_TOPIC": f"{self.topic}.suppressions",
             **self.sim.twilio_env(),
             "CONSUMER_MAPPINGS": str(mappings), "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
             "CONSUMER_METRICS_PORT": "0", "CONSUMER_METRICS_HOST": "127.0.0.1", "CONSUMER_LOG_LEVEL": "INFO",

@@ -62,6 +62,8 @@ def service_env(
             "KAFKA_GROUP_ID": f"svc-{run}",
             "KAFKA_DEAD_LETTER_TOPIC": f"dlq-{run}",
             "KAFKA_DEDUP_TOPIC": f"sent-{run}",
+            "KAFKA_STATUS_TOPIC": f"status-{run}",
+            "KAFKA_SUPPRESSION_TOPIC": f"suppressions-{run}",
             "TWILIO_ACCOUNT_SID": simulator.account_sid,
             "TWILIO_API_KEY_SID": simulator.api_key_sid,
             "TWILIO_API_KEY_SECRET": simulator.api_key_secret,

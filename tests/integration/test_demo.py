@@ -25,6 +25,10 @@ def test_the_demo_ends_with_its_summary_and_speaks_in_sentences(kafka_bootstrap:
     assert any(line.startswith("Summary: 16 of 16 records finished") for line in out)
     assert any(line.split()[:2] == ["sent", "7"] for line in out), out[-8:]
     assert any("Thanks for your order SO-1002: 19.99 USD, coupon WELCOME10 applied." in line for line in out)
+    # The receiver ran too: the simulator's signed callbacks (two messages are scheduled, so only
+    # five reach a final status) are counted as delivered and undelivered.
+    assert any(line.split()[:2] == ["delivered", "4"] for line in out), out[-10:]
+    assert any(line.split() == ["undelivered", "1", "twilio_30003:", "1"] for line in out), out[-10:]
     warnings = [line for line in done.stderr.splitlines() if line.strip()]
     assert warnings, "the dead-lettered record is reported"
     assert all(line.startswith(("warning: ", "error: ")) for line in warnings), warnings

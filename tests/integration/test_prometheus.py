@@ -34,6 +34,7 @@ from consumer.settings import load_settings
 from consumer.simulator import SimulatorConfig, running_simulator
 from tests.kafka import create_topic
 from tests.prometheus import Prometheus
+from tests.webhooks import running_receiver
 
 pytestmark = [
     pytest.mark.integration,
@@ -57,6 +58,7 @@ class Run:
     prometheus: Prometheus
     pod: str
     topic: str
+    webhooks: str = ""  # the receiver's pod label
     start: float = 0.0
     end: float = 0.0
     produced: int = 0
@@ -96,8 +98,15 @@ def demo_events() -> list[dict[str, Any]]:
 def simulator_config() -> SimulatorConfig:
     templates = json.loads((ROOT / "examples" / "content-templates.json").read_text())
     # The first two answers are lost after Twilio accepted: reconciliation finds those messages.
+    # Two of the extra orders come back undelivered: one filtered by the carrier, one to a landline
+    # (which puts the recipient on the suppression list), so the return path's panels have data.
     config = SimulatorConfig(
-        latency_ms=80, latency_jitter_ms=40, error_rates={20429: 0.15}, drop_after_accept_first=2, seed=15
+        latency_ms=80,
+        latency_jitter_ms=40,
+        error_rates={20429: 0.15},
+        drop_after_accept_first=2,
+        seed=15,
+        undelivered_to={"+14155553000": 30007, "+14155553001": 30006},
     )
     return config.replace(
         templates=[*config.templates, *({**t, "account_sid": config.account_sid} for t in templates)],
@@ -119,11 +128,17 @@ def run(
     create_topic(kafka_bootstrap, name=topic, partitions=3)
     create_topic(kafka_bootstrap, name=shop, partitions=3)
     mappings = combined_mappings(ROOT / "examples" / "mappings.yaml", shop, tmp_path_factory.mktemp("prom"))
-    result = Run(prometheus, pod=f"kafka-twilio-{tag}", topic=topic)
-    with running_simulator(simulator_config()) as sim:
+    result = Run(prometheus, pod=f"kafka-twilio-{tag}", topic=topic, webhooks=f"kafka-twilio-webhooks-{tag}")
+    with running_simulator(simulator_config()) as sim, running_receiver(load_settings(environ={
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_STATUS_TOPIC": f"prom.status.{tag}",
+        "KAFKA_SUPPRESSION_TOPIC": f"prom.suppressions.{tag}", "TWILIO_AUTH_TOKEN": sim.auth_token,
+        "CONSUMER_SCHEMAS_DIR": str(ROOT / "schemas"),
+    })) as receiver:  # fmt: skip
         settings = load_settings(environ={
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPICS": f"{topic},{shop}",
             "KAFKA_GROUP_ID": f"prom-{tag}", "KAFKA_DEAD_LETTER_TOPIC": dlq, "KAFKA_DEDUP_TOPIC": ledger,
+            "KAFKA_SUPPRESSION_TOPIC": f"prom.suppressions.{tag}",
+            "CONSUMER_STATUS_CALLBACK_URL": receiver.status_url,
             "KAFKA_SCHEMA_REGISTRY_URL": schema_registry_url,
             "TWILIO_ACCOUNT_SID": sim.account_sid, "TWILIO_API_KEY_SID": sim.api_key_sid,
             "TWILIO_API_KEY_SECRET": sim.api_key_secret, "TWILIO_BASE_URL": sim.base_url,
@@ -142,8 +157,12 @@ def run(
             wait_for(lambda: service.metrics_port is not None or not thread.is_alive(), "the metrics port")
             assert service.metrics_port is not None, "the service did not start"
             prometheus.scrape(tag, service.metrics_port, {"namespace": NAMESPACE, "pod": result.pod})
-            up = f'up{{job="kafka-twilio", pod="{result.pod}"}}'
-            wait_for(lambda: prometheus.value(up) == 1, "Prometheus to scrape the service")
+            prometheus.scrape(
+                f"{tag}-webhooks", receiver.port, {"namespace": NAMESPACE, "pod": result.webhooks}
+            )
+            for pod in (result.pod, result.webhooks):
+                up = f'up{{job="kafka-twilio", pod="{pod}"}}'
+                wait_for(lambda up=up: prometheus.value(up) == 1, f"Prometheus to scrape {pod}")
             result.start = time.time()
             result.produced = produce_events(
                 demo_events(), bootstrap=kafka_bootstrap, topic=topic, encoding="confluent",
@@ -164,11 +183,18 @@ def run(
             wait_for(lambda: prometheus.value(lag) == 0, "the lag of every partition to be scraped at 0")
             recorded = f'kafka_twilio:consumer_lag:sum{{namespace="{NAMESPACE}", topic="{topic}"}}'
             wait_for(lambda: prometheus.value(recorded) == 0, "the recording rule to see the lag at 0")
+            statuses = f'sum by (status) (kafka_twilio_message_status_total{{pod="{result.webhooks}"}})'
+            final = {"delivered", "undelivered"}
+            wait_for(lambda: {s["metric"]["status"] for s in prometheus.query(statuses)} >= final,
+                     "the status callbacks to be scraped")  # fmt: skip
+            changes = f'sum(kafka_twilio_suppression_changes_total{{pod="{result.webhooks}"}})'
+            wait_for(lambda: prometheus.value(changes) == 1, "the landline's suppression to be scraped")
             result.end = time.time()
         finally:
             service.request_stop()
             thread.join(60)
             prometheus.unscrape(tag)
+            prometheus.unscrape(f"{tag}-webhooks")
     assert codes == [0]
     return result
 
@@ -243,6 +269,15 @@ def test_every_dashboard_panel_returns_data_after_a_demo_sized_run(
     series = run.prometheus.query_range(promql, run.start - 5, run.end + 1, step=1)
     values = [float(v) for s in series for _, v in s["values"] if v not in ("NaN", "+Inf", "-Inf")]
     assert values, f"panel {title!r} ({ref}) shows no data over the run: {promql}"
+
+
+def test_the_top_error_codes_panel_names_each_code_by_its_meaning(run: Run) -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == "Top undelivered error codes"]
+    series = run.prometheus.query_range(substitute(panel["targets"][0]["expr"], run.pod), run.start - 5,
+                                        run.end + 1, step=1)  # fmt: skip
+    named = {s["metric"]["error_code"]: s["metric"].get("meaning") for s in series}
+    assert named == {"30007": "message filtered by the carrier", "30006": "landline or unreachable carrier"}
 
 
 def test_the_dashboard_variables_offer_the_runs_namespace_and_pod(run: Run) -> None:

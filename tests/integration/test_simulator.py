@@ -207,7 +207,7 @@ async def test_status_callbacks_are_posted_after_delivery_and_signed_like_twilio
 ) -> None:
     from twilio.request_validator import RequestValidator
 
-    receiver = CallbackReceiver(expected=2)
+    receiver = CallbackReceiver(expected=3)
     app = web.Application()
     app.router.add_post("/status", receiver.handle)
     runner = web.AppRunner(app)
@@ -227,7 +227,7 @@ async def test_status_callbacks_are_posted_after_delivery_and_signed_like_twilio
         await asyncio.wait_for(receiver.all_in.wait(), timeout=5)
     finally:
         await runner.cleanup()
-    assert [form["MessageStatus"] for _, form, _ in receiver.received] == ["sent", "delivered"]
+    assert [form["MessageStatus"] for _, form, _ in receiver.received] == ["queued", "sent", "delivered"]
     validator = RequestValidator(sim.auth_token)
     for received_url, form, signature in receiver.received:
         assert form["MessageSid"] == sid

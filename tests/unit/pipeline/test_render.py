@@ -80,7 +80,11 @@ def test_an_inline_sms_renders_the_exact_form_parameters() -> None:
         ("To", PHONE),
         ("From", "+14155550100"),
         ("Body", "Hi ADA, order A-1"),
-        ("StatusCallback", "https://hooks.example.com/s"),
+        # the correlation (mapping, messageId, userId, channel, fallback depth) rides in the signed URL
+        (
+            "StatusCallback",
+            "https://hooks.example.com/s?kt_mapping=m1&kt_message=msg-1&kt_user=u1&kt_channel=sms&kt_depth=0",
+        ),
         ("ValidityPeriod", "600"),
         ("SmartEncoded", "true"),
         ("Tags", '{"campaign":"spring","order":"A-1"}'),

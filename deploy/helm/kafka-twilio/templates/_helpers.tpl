@@ -26,3 +26,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- fail "kafka.securityProtocol is SASL_*: set kafka.existingSecret to the Secret holding KAFKA_CLIENT_SASL_USERNAME and KAFKA_CLIENT_SASL_PASSWORD" -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "kafka-twilio.webhookSelectorLabels" -}}
+app.kubernetes.io/name: kafka-twilio
+app.kubernetes.io/component: webhooks
+{{- end -}}
+
+{{- define "kafka-twilio.webhookLabels" -}}
+{{ include "kafka-twilio.webhookSelectorLabels" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: kafka-twilio
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""The return path's HTTP edge: Twilio's StatusCallback and inbound-message webhooks into Kafka."""
