@@ -38,6 +38,7 @@ from consumer.mappings.fields import (
     SHORT_CODE,
     TAG,
     TAG_TEXT,
+    DottedPath,
     Duration,
     Model,
     RecipientPath,
@@ -49,6 +50,10 @@ from consumer.mappings.fields import (
 from consumer.mappings.templating import Template
 
 _FRIENDLY_MG = re.compile(r"\[(MG[0-9a-fA-F]{32})\]\s*$")
+_FRIENDLY_HX = re.compile(r"\[(HX[0-9a-fA-F]{32})\]\s*$")
+#: The keys that name the sender itself; the others in `Sender` are options of it.
+SENDER_KINDS = ("phone_number", "short_code", "alphanumeric_id", "messaging_service", "facebook_page_id")
+_FALLBACK_SENDER = re.compile(f"{E164}|{SHORT_CODE}|{ALPHANUMERIC_ID}")
 
 
 class AudienceTrigger(Model):
@@ -141,8 +146,23 @@ def _messaging_service(value: str) -> str:
     return found.group(1) if found else value
 
 
+def _content_sid(value: object) -> object:
+    # Segment's picker writes "Template Name [HX…]"; the SID is what Twilio takes.
+    found = _FRIENDLY_HX.search(value) if isinstance(value, str) else None
+    return found.group(1) if found else value
+
+
+def _fallback_from(value: str) -> str:
+    if not _FALLBACK_SENDER.match(value):
+        raise rule(
+            f"fallback_from {value[:40]!r} is not an SMS sender",
+            "give an E.164 number, a short code or an alphanumeric sender ID of this account",
+        )
+    return value
+
+
 class Sender(Model):
-    """Exactly one sender."""
+    """Exactly one sender, plus the RCS options that go with a Messaging Service."""
 
     phone_number: Annotated[str, StringConstraints(pattern=E164)] | None = None
     short_code: Annotated[str, StringConstraints(pattern=SHORT_CODE)] | None = None
@@ -152,6 +172,17 @@ class Sender(Model):
         | None
     ) = None
     facebook_page_id: Annotated[str, StringConstraints(pattern=FACEBOOK_PAGE_ID)] | None = None
+    # RCS through a Messaging Service: a plain E.164 `To` lets Twilio fall back to SMS/MMS; the `rcs:`
+    # address (rcs_fallback: false) asks for RCS only. FallbackFrom picks the fallback SMS sender.
+    rcs_fallback: bool = True
+    fallback_from: Annotated[str, AfterValidator(_fallback_from)] | None = None
+
+    @field_validator(*SENDER_KINDS, mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise rule("the sender is null", "give the sender's value, or use another sender key")
+        return value
 
     @field_validator("short_code", "facebook_page_id", mode="before")
     @classmethod
@@ -160,7 +191,7 @@ class Sender(Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Sender:
-        if len(self.model_fields_set) != 1:
+        if len(self.model_fields_set.intersection(SENDER_KINDS)) != 1:
             raise rule(
                 "a sender needs exactly one of phone_number, short_code, alphanumeric_id, messaging_service, "
                 "facebook_page_id",
@@ -170,7 +201,7 @@ class Sender(Model):
 
     @property
     def field(self) -> str:
-        return next(iter(self.model_fields_set))
+        return next(k for k in SENDER_KINDS if k in self.model_fields_set)
 
     @property
     def value(self) -> str:
@@ -198,7 +229,7 @@ ContentType = Literal[
 class TemplateContent(Model):
     """A Twilio Content Template; every variable is rendered to a string."""
 
-    content_sid: Annotated[str, StringConstraints(pattern=CONTENT_SID)]
+    content_sid: Annotated[str, BeforeValidator(_content_sid), StringConstraints(pattern=CONTENT_SID)]
     content_type: ContentType | None = Field(default=None, description="declare it to check the channel")
     variables: dict[Annotated[str, StringConstraints(min_length=1)], Template] = Field(default_factory=dict)
 
@@ -212,10 +243,13 @@ class TemplateContent(Model):
 
 
 class InlineContent(Model):
-    """A body template and up to 10 media URL templates."""
+    """A body template and up to 10 media URLs: templates, and/or the items of a list field."""
 
     body: Template | None = None
     media: tuple[Template, ...] = Field(default=(), max_length=MAX_MEDIA)
+    media_from: DottedPath | None = Field(
+        default=None, description="a list of URLs in the event (Segment's inlineMediaUrls), after `media`"
+    )
 
     @field_validator("media")
     @classmethod
@@ -249,6 +283,13 @@ class SendAt(Model):
     too_soon: Literal["skip", "send_now", "error"] = Field(
         default="skip", description="when the time is under 15 minutes ahead (past: skip or send now)"
     )
+    too_far: Literal["skip", "error"] = Field(default="skip", description="when it is beyond 35 days")
+    if_missing: Literal["send_now", "error"] = Field(
+        default="send_now", description="when `at` renders empty or its field is absent (Segment: send now)"
+    )
+    margin: Duration = Field(
+        default=5.0, ge=0, le=600, description="kept inside Twilio's window for the request's way there"
+    )
 
 
 def _tags(value: object) -> object:
@@ -258,8 +299,11 @@ def _tags(value: object) -> object:
         raise rule(f"{len(value)} tags given, Twilio takes at most 10", "remove tags until 10 remain")
     out: dict[str, object] = {}
     for key, raw in value.items():
-        if isinstance(raw, dict | list) or raw is None:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue  # Segment drops null and blank tags; so do we (templated ones: at render)
+        if isinstance(raw, dict | list):
             raise rule(f"tag {key!r} must be a text, number or boolean", "use a scalar value, not an object")
+        raw = raw.strip() if isinstance(raw, str) else raw  # noqa: PLW2901 - Segment trims values
         for what, text in (("key", str(key)), ("value", str(scalar_text(raw)))):
             # Keys are sent as written (only values are templates); fullmatch: `$` admits a final \n.
             literal = what == "key" or ("{{" not in text and "{%" not in text)
