@@ -131,6 +131,12 @@ class _JsNumberOutput(OutputNode):
             return int(buffer.write(js_number(value)))
         return super().render_to_output(context, buffer)
 
+    async def render_to_output_async(self, context: Any, buffer: Any) -> int:
+        value = await self.expression.evaluate_async(context)
+        if isinstance(value, float):
+            return int(buffer.write(js_number(value)))
+        return await super().render_to_output_async(context, buffer)
+
 
 class _JsOutput(Output):
     node_class = _JsNumberOutput
