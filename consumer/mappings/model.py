@@ -153,7 +153,7 @@ def _content_sid(value: object) -> object:
 
 
 def _fallback_from(value: str) -> str:
-    if not _FALLBACK_SENDER.match(value):
+    if not _FALLBACK_SENDER.fullmatch(value):  # fullmatch: `$` admits a final \n
         raise rule(
             f"fallback_from {value[:40]!r} is not an SMS sender",
             "give an E.164 number, a short code or an alphanumeric sender ID of this account",

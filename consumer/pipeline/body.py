@@ -61,6 +61,8 @@ def _listed_media(mapping: Mapping, content: InlineContent, scope: dict[str, obj
     items = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
     urls: list[str] = []
     for item in items:
+        if item is None:
+            continue  # a missing image of this event, as a blank one
         url = item.strip() if isinstance(item, str) else None
         if url == "":
             continue

@@ -129,7 +129,7 @@ def _fallback(seen: dict[str, list[str]], service: str | None) -> list[Problem]:
         )
     if (_one(seen, "To") or "").startswith("rcs:"):
         found.append(Problem(INVALID_PARAMETER, "FallbackFrom", "an rcs: address asks for no fallback"))
-    if not _FALLBACK_SENDER.match(fallback):
+    if not _FALLBACK_SENDER.fullmatch(fallback):
         found.append(
             Problem(
                 INVALID_PARAMETER, "FallbackFrom", "give an E.164 number, a short code or an alphanumeric ID"

@@ -86,6 +86,7 @@ def test_fallback_from_names_the_sms_sender_twilio_falls_back_to(fallback: str) 
     [
         ({"channel": "sms", "sender": {"messaging_service": MS, "fallback_from": "+14155550100"}}, "RCS"),
         ({"channel": "rcs", "sender": {"messaging_service": MS, "fallback_from": "not a sender!"}}, "E.164"),
+        ({"channel": "rcs", "sender": {"messaging_service": MS, "fallback_from": "+14155550100\n"}}, "E.164"),
         (
             {
                 "channel": "rcs",
@@ -236,7 +237,7 @@ def test_a_friendly_content_template_name_is_accepted_as_segment_accepts_it() ->
 
 def test_media_can_come_from_a_list_field_up_to_ten() -> None:
     mapping = make(channel="mms", content={"body": "Look", "media_from": "properties.images"})
-    images = ["https://x.example/1.png", " ", "https://x.example/2.png "]
+    images = ["https://x.example/1.png", " ", None, "https://x.example/2.png "]
     assert param(sent(go(mapping, {"images": images})), "MediaUrl") == [
         "https://x.example/1.png",
         "https://x.example/2.png",
