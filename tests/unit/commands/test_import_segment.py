@@ -8,6 +8,7 @@ settings and the event (ContentVariables stringified, as with its stringify flag
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -237,3 +238,26 @@ def test_an_unreadable_export_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text('{"data": {"items": 1}}')
     assert cli(["import-segment", str(bad)]) == 2
     assert "subscriptions" in capsys.readouterr().err
+
+
+def test_the_commands_chained_import_validate_preview_give_segments_body(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = imported(tmp_path, "one-subscription.json", capsys)
+    assert cli(["validate", str(out)]) == 0
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        json.dumps({"type": "track", "event": "Order Shipped", "messageId": "m-1", "userId": "u1",
+                    "properties": {"order_id": "A-7", "carrier": "UPS Ground"},
+                    "context": {"messenger_user_id": "2874563547829"}}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    capsys.readouterr()
+    assert cli(["preview", "--mappings", str(out), "--events", str(events), "--now", "2026-03-02T10:00:00Z",
+                "--json"]) == 0  # fmt: skip
+    (line,) = capsys.readouterr().out.splitlines()
+    params = [tuple(p) for p in json.loads(line)["params"]]
+    segment = (
+        "To=messenger%3A2874563547829&From=messenger%3A104355688284613&Body=Order+A-7+shipped+with+UPS+Ground."
+    )
+    assert form_encode(params).decode() == segment  # Segment's order too: To, From, Body
