@@ -257,5 +257,6 @@ def test_the_commands_chained_import_validate_preview_give_segments_body(
                 "--json"]) == 0  # fmt: skip
     (line,) = capsys.readouterr().out.splitlines()
     params = [tuple(p) for p in json.loads(line)["params"]]
-    segment = "To=messenger%3A2874563547829&From=messenger%3A104355688284613&Body=Order+A-7+shipped+with+UPS+Ground."
+    segment = "To=messenger%3A2874563547829&From=messenger%3A104355688284613"
+    segment += "&Body=Order+A-7+shipped+with+UPS+Ground."
     assert form_encode(params).decode() == segment  # Segment's order too: To, From, Body
