@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "consumer.simulator:main",
         "run the local Twilio simulator (validates against the OpenAPI spec)",
     ),
+    "import-segment": (
+        "consumer.commands.import_segment:main",
+        "write a mapping file from a Segment Twilio Messaging destination's subscriptions",
+    ),
     "replay": ("consumer.commands.replay:main", "re-publish dead-lettered records to their source topic"),
     "demo": (
         "consumer.commands.demo:main",

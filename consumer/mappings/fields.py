@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from consumer.events.numbers import js_number
 from consumer.events.recipients import CONTEXT_EXTERNAL_IDS, EXTERNAL_IDS
 from consumer.mappings.templating import parse_duration
 from consumer.zones import find_zone
@@ -69,11 +70,11 @@ def check_url(value: str) -> str:
 
 
 def scalar_text(value: object) -> object:
-    """YAML scalars as Twilio wants them: booleans as true/false, numbers as written; others unchanged."""
+    """YAML scalars as Twilio wants them: booleans as true/false, numbers as JavaScript prints them."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return str(value)
+        return js_number(value)
     return value
 
 

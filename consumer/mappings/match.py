@@ -17,8 +17,9 @@ from typing import Any
 
 from consumer.events.model import JSON, Event
 from consumer.mappings.conditions import AllOf, AnyOf, Comparison, Condition, NotOf
-from consumer.mappings.model import Mapping, Trigger
+from consumer.mappings.model import Mapping
 from consumer.mappings.templating import parse_time
+from consumer.mappings.triggers import Trigger
 
 _MISSING = object()
 

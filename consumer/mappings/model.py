@@ -19,14 +19,12 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from consumer.events.recipients import Channel
 from consumer.events.sources import Source
-from consumer.mappings.conditions import Condition
 from consumer.mappings.fields import (
     ALPHANUMERIC_ID,
     CONTENT_SID,
@@ -39,6 +37,7 @@ from consumer.mappings.fields import (
     SHORT_CODE,
     TAG,
     TAG_TEXT,
+    DottedPath,
     Duration,
     Model,
     RecipientPath,
@@ -48,80 +47,13 @@ from consumer.mappings.fields import (
     scalar_text,
 )
 from consumer.mappings.templating import Template
+from consumer.mappings.triggers import Trigger
 
 _FRIENDLY_MG = re.compile(r"\[(MG[0-9a-fA-F]{32})\]\s*$")
-
-
-class AudienceTrigger(Model):
-    key: str = Field(min_length=1, description="the audience's computation key, e.g. cart_abandoners_7d")
-    # Not `on`: YAML 1.1 reads a bare `on` key as the boolean true.
-    membership: Literal["entered", "exited", "any"] = "entered"
-
-
-class JourneyTrigger(Model):
-    id: str | None = Field(default=None, min_length=1, description="journey_metadata.journey_id")
-    step_key: str | None = Field(default=None, min_length=1, description="context.personas.computation_key")
-    step_id: str | None = Field(default=None, min_length=1, description="journey_metadata.step_id")
-
-    @model_validator(mode="after")
-    def _something(self) -> JourneyTrigger:
-        if not (self.id or self.step_key or self.step_id):
-            raise rule(
-                "a journey trigger needs id, step_key or step_id", "add `step_key` (or `id`/`step_id`)"
-            )
-        return self
-
-
-class ComputedTraitTrigger(Model):
-    key: str = Field(min_length=1)
-
-
-EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
-
-
-class Trigger(Model):
-    """What makes a mapping fire: one of event / audience / journey / computed_trait, plus conditions."""
-
-    type: EventType | None = None
-    event: Annotated[
-        tuple[str, ...] | None,
-        WithJsonSchema(
-            {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
-        ),
-    ] = Field(default=None, min_length=1, description="track event name(s)")
-    audience: AudienceTrigger | None = None
-    journey: JourneyTrigger | None = None
-    computed_trait: ComputedTraitTrigger | None = None
-    conditions: Condition | None = None
-    max_fallback_depth: int = Field(
-        default=0, ge=0, le=5,
-        description="for triggers on status events (Message Undelivered, …): how many fallbacks deep the "
-        "reported message may be. 0: only messages of ordinary events, so a fallback never triggers another",
-    )  # fmt: skip
-
-    @field_validator("event", mode="before")
-    @classmethod
-    def _names(cls, value: object) -> object:
-        return (value,) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Trigger:
-        kinds = [
-            k for k in ("event", "audience", "journey", "computed_trait") if getattr(self, k) is not None
-        ]
-        if len(kinds) > 1:
-            raise rule(
-                f"a trigger takes one of event, audience, journey, computed_trait; found {', '.join(kinds)}",
-                "split it into one mapping per trigger, or move the extra test into `conditions`",
-            )
-        if not kinds and self.type is None:
-            raise rule(
-                "the trigger matches nothing",
-                "add `event`, `audience`, `journey`, `computed_trait` or `type`",
-            )
-        if self.event is not None and self.type not in (None, "track"):
-            raise rule("`event` names track events", "remove `type` or set it to track")
-        return self
+_FRIENDLY_HX = re.compile(r"\[(HX[0-9a-fA-F]{32})\]\s*$")
+#: The keys that name the sender itself; the others in `Sender` are options of it.
+SENDER_KINDS = ("phone_number", "short_code", "alphanumeric_id", "messaging_service", "facebook_page_id")
+_FALLBACK_SENDER = re.compile(f"{E164}|{SHORT_CODE}|{ALPHANUMERIC_ID}")
 
 
 # ---- recipient, sender, content -----------------------------------------------------------------
@@ -147,8 +79,23 @@ def _messaging_service(value: str) -> str:
     return found.group(1) if found else value
 
 
+def _content_sid(value: object) -> object:
+    # Segment's picker writes "Template Name [HX…]"; the SID is what Twilio takes.
+    found = _FRIENDLY_HX.search(value) if isinstance(value, str) else None
+    return found.group(1) if found else value
+
+
+def _fallback_from(value: str) -> str:
+    if not _FALLBACK_SENDER.fullmatch(value):  # fullmatch: `$` admits a final \n
+        raise rule(
+            f"fallback_from {value[:40]!r} is not an SMS sender",
+            "give an E.164 number, a short code or an alphanumeric sender ID of this account",
+        )
+    return value
+
+
 class Sender(Model):
-    """Exactly one sender."""
+    """Exactly one sender, plus the RCS options that go with a Messaging Service."""
 
     phone_number: Annotated[str, StringConstraints(pattern=E164)] | None = None
     short_code: Annotated[str, StringConstraints(pattern=SHORT_CODE)] | None = None
@@ -158,6 +105,17 @@ class Sender(Model):
         | None
     ) = None
     facebook_page_id: Annotated[str, StringConstraints(pattern=FACEBOOK_PAGE_ID)] | None = None
+    # RCS through a Messaging Service: a plain E.164 `To` lets Twilio fall back to SMS/MMS; the `rcs:`
+    # address (rcs_fallback: false) asks for RCS only. FallbackFrom picks the fallback SMS sender.
+    rcs_fallback: bool = True
+    fallback_from: Annotated[str, AfterValidator(_fallback_from)] | None = None
+
+    @field_validator(*SENDER_KINDS, mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise rule("the sender is null", "give the sender's value, or use another sender key")
+        return value
 
     @field_validator("short_code", "facebook_page_id", mode="before")
     @classmethod
@@ -166,7 +124,7 @@ class Sender(Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Sender:
-        if len(self.model_fields_set) != 1:
+        if len(self.model_fields_set.intersection(SENDER_KINDS)) != 1:
             raise rule(
                 "a sender needs exactly one of phone_number, short_code, alphanumeric_id, messaging_service, "
                 "facebook_page_id",
@@ -176,7 +134,7 @@ class Sender(Model):
 
     @property
     def field(self) -> str:
-        return next(iter(self.model_fields_set))
+        return next(k for k in SENDER_KINDS if k in self.model_fields_set)
 
     @property
     def value(self) -> str:
@@ -204,7 +162,7 @@ ContentType = Literal[
 class TemplateContent(Model):
     """A Twilio Content Template; every variable is rendered to a string."""
 
-    content_sid: Annotated[str, StringConstraints(pattern=CONTENT_SID)]
+    content_sid: Annotated[str, BeforeValidator(_content_sid), StringConstraints(pattern=CONTENT_SID)]
     content_type: ContentType | None = Field(default=None, description="declare it to check the channel")
     variables: dict[Annotated[str, StringConstraints(min_length=1)], Template] = Field(default_factory=dict)
 
@@ -218,10 +176,13 @@ class TemplateContent(Model):
 
 
 class InlineContent(Model):
-    """A body template and up to 10 media URL templates."""
+    """A body template and up to 10 media URLs: templates, and/or the items of a list field."""
 
     body: Template | None = None
     media: tuple[Template, ...] = Field(default=(), max_length=MAX_MEDIA)
+    media_from: DottedPath | None = Field(
+        default=None, description="a list of URLs in the event (Segment's inlineMediaUrls), after `media`"
+    )
 
     @field_validator("media")
     @classmethod
@@ -255,6 +216,13 @@ class SendAt(Model):
     too_soon: Literal["skip", "send_now", "error"] = Field(
         default="skip", description="when the time is under 15 minutes ahead (past: skip or send now)"
     )
+    too_far: Literal["skip", "error"] = Field(default="skip", description="when it is beyond 35 days")
+    if_missing: Literal["send_now", "error"] = Field(
+        default="send_now", description="when `at` renders empty or its field is absent (Segment: send now)"
+    )
+    margin: Duration = Field(
+        default=5.0, ge=0, le=600, description="kept inside Twilio's window for the request's way there"
+    )
 
 
 def _tags(value: object) -> object:
@@ -264,8 +232,11 @@ def _tags(value: object) -> object:
         raise rule(f"{len(value)} tags given, Twilio takes at most 10", "remove tags until 10 remain")
     out: dict[str, object] = {}
     for key, raw in value.items():
-        if isinstance(raw, dict | list) or raw is None:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue  # Segment drops null and blank tags; so do we (templated ones: at render)
+        if isinstance(raw, dict | list):
             raise rule(f"tag {key!r} must be a text, number or boolean", "use a scalar value, not an object")
+        raw = raw.strip() if isinstance(raw, str) else raw  # noqa: PLW2901 - Segment trims values
         for what, text in (("key", str(key)), ("value", str(scalar_text(raw)))):
             # Keys are sent as written (only values are templates); fullmatch: `$` admits a final \n.
             literal = what == "key" or ("{{" not in text and "{%" not in text)

@@ -38,6 +38,8 @@ def cross_check(
             f"sender.{sender.field}", f"channel {channel} cannot be sent from a {sender.field}",
             f"use sender {' or '.join(allowed)} for {channel}",
         ))  # fmt: skip
+    if sender is not None:
+        found += _rcs_rules(channel, sender)
     ms_only = sender is not None and sender.field != "messaging_service"
     if options is not None and ms_only:
         if options.send_at is not None:
@@ -69,6 +71,30 @@ def cross_check(
     return found
 
 
+def _rcs_rules(channel: Channel | None, sender: Sender) -> list[Finding]:
+    """FallbackFrom as Twilio's spec allows it: only with a Messaging Service holding an RCS sender,
+    and never with the `rcs:` address, which asks for no fallback at all."""
+    found: list[Finding] = []
+    fallback = sender.fallback_from is not None
+    if fallback and (channel is not Channel.RCS or sender.field != "messaging_service"):
+        found.append((
+            "sender.fallback_from",
+            "fallback_from is the SMS fallback of RCS sent through a Messaging Service",
+            "set channel: rcs with sender.messaging_service, or remove fallback_from",
+        ))  # fmt: skip
+    if not sender.rcs_fallback and channel is not None and channel is not Channel.RCS:
+        found.append((
+            "sender.rcs_fallback", f"rcs_fallback applies to RCS, not {channel}",
+            "remove rcs_fallback, or set channel: rcs",
+        ))  # fmt: skip
+    if fallback and not sender.rcs_fallback:
+        found.append((
+            "sender.fallback_from", "fallback_from names a fallback, but rcs_fallback: false asks for none",
+            "remove fallback_from, or remove rcs_fallback: false",
+        ))  # fmt: skip
+    return found
+
+
 def _inline_rules(channel: Channel, content: InlineContent) -> list[Finding]:
     found: list[Finding] = []
     body = content.body.literal if content.body is not None else None
@@ -76,16 +102,17 @@ def _inline_rules(channel: Channel, content: InlineContent) -> list[Finding]:
         found.append(
             ("content.body", "the body is empty", "write the message text, or remove `body` and send media")
         )
-    elif content.body is None and not content.media:
+    elif content.body is None and not content.media and content.media_from is None:
         found.append(("content", "an inline message needs a body or media", "add `content.body`"))
     if body is not None and len(body) > MAX_BODY:
         found.append((
             "content.body", f"the body is {len(body)} characters, Twilio takes at most {MAX_BODY}",
             "shorten the text (or send a link)",
         ))  # fmt: skip
-    if channel is Channel.SMS and content.media:
-        found.append(("content.media", "SMS carries no media", "set channel: mms, or remove content.media"))
-    if channel is Channel.MMS and not content.media:
+    if channel is Channel.SMS and (content.media or content.media_from is not None):
+        field = "content.media" if content.media else "content.media_from"
+        found.append((field, "SMS carries no media", f"set channel: mms, or remove {field}"))
+    if channel is Channel.MMS and not content.media and content.media_from is None:
         found.append(
             ("content.media", "an MMS needs at least one media URL", "add content.media, or use channel: sms")
         )

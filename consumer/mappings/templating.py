@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from liquid import BoundTemplate, Environment, FalsyStrictUndefined, Undefined
+from liquid.builtin.output import Output, OutputNode
 from liquid.exceptions import FilterArgumentError, LiquidError
 from liquid.filter import with_context
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
+from consumer.events.numbers import js_number
 from consumer.zones import find_zone
 
 #: Names a template may start from; anything else is a typo caught at load.
@@ -118,6 +120,28 @@ class _Strict(FalsyStrictUndefined):
     force_liquid_default = True
 
 
+class _JsNumberOutput(OutputNode):
+    """`{{ … }}` printing numbers as JavaScript does (Segment's templates were written against it)."""
+
+    __slots__ = ()
+
+    def render_to_output(self, context: Any, buffer: Any) -> int:
+        value = self.expression.evaluate(context)
+        if isinstance(value, float):
+            return int(buffer.write(js_number(value)))
+        return super().render_to_output(context, buffer)
+
+    async def render_to_output_async(self, context: Any, buffer: Any) -> int:
+        value = await self.expression.evaluate_async(context)
+        if isinstance(value, float):
+            return int(buffer.write(js_number(value)))
+        return await super().render_to_output_async(context, buffer)
+
+
+class _JsOutput(Output):
+    node_class = _JsNumberOutput
+
+
 class _Env(Environment):
     # Bound the work a template can do on the hot path, whatever the event holds.
     loop_iteration_limit: ClassVar[int | None] = 10_000
@@ -126,6 +150,7 @@ class _Env(Environment):
 
 def _environment(undefined: type[Undefined]) -> Environment:
     env = _Env(undefined=undefined)
+    env.add_tag(_JsOutput)
     env.add_filter("date", _date)
     env.add_filter("in_time_zone", _in_time_zone)
     env.add_filter("time_add", _time_add)
@@ -212,7 +237,7 @@ def _text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return str(value)
+        return js_number(value)
     if value is None:
         return ""
     return None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping as JSONObject
 
 from consumer.events.recipients import Channel
-from consumer.mappings.fields import MAX_BODY, is_http_url
+from consumer.mappings.fields import MAX_BODY, MAX_MEDIA, is_http_url
 from consumer.mappings.model import InlineContent, Mapping, TemplateContent
 from consumer.pipeline.scope import invalid, render_field
 
@@ -38,6 +39,41 @@ def count_segments(body: str) -> int:
     return 1 if units <= 70 else math.ceil(units / 67)
 
 
+def _at_path(scope: dict[str, object], path: str) -> object:
+    """The value at a dotted path of the render scope (list items by index), or None."""
+    value: object = scope
+    for part in path.split("."):
+        if isinstance(value, JSONObject):
+            value = value.get(part)
+        elif isinstance(value, list | tuple) and part.lstrip("-").isdigit():
+            index = int(part)
+            value = value[index] if -len(value) <= index < len(value) else None
+        else:
+            return None
+    return value
+
+
+def _listed_media(mapping: Mapping, content: InlineContent, scope: dict[str, object]) -> list[str]:
+    """The URLs of `content.media_from`: a list (or one URL), blanks skipped, as Segment's inlineMediaUrls."""
+    if content.media_from is None:
+        return []
+    value = _at_path(scope, content.media_from)
+    items = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
+    urls: list[str] = []
+    for item in items:
+        if item is None:
+            continue  # a missing image of this event, as a blank one
+        url = item.strip() if isinstance(item, str) else None
+        if url == "":
+            continue
+        if url is None or not is_http_url(url):
+            raise invalid(
+                mapping, "content.media_from", "invalid_media_url", "holds an item that is not an http(s) URL"
+            )
+        urls.append(url)
+    return urls
+
+
 def content_params(mapping: Mapping, scope: dict[str, object]) -> tuple[list[tuple[str, str]], int]:
     content = mapping.content
     if isinstance(content, TemplateContent):
@@ -64,6 +100,11 @@ def content_params(mapping: Mapping, scope: dict[str, object]) -> tuple[list[tup
                 "rendered to a value that is not an http(s) URL",
             )
         media.append(url)
+    media += _listed_media(mapping, content, scope)
+    limit = 1 if mapping.channel is Channel.WHATSAPP else MAX_MEDIA
+    if len(media) > limit:
+        field = "content.media_from" if content.media_from is not None else "content.media"
+        raise invalid(mapping, field, "too_many_media", f"gave {len(media)} media URLs; Twilio takes {limit}")
     if len(body) > MAX_BODY:
         raise invalid(
             mapping,

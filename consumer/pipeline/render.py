@@ -38,8 +38,16 @@ from consumer.pipeline.scope import invalid, render_field, scope_of
 from consumer.zones import find_zone
 
 _TAG = re.compile(TAG_TEXT)
-_ADDRESS_PREFIX = {Channel.SMS: "", Channel.MMS: "", Channel.WHATSAPP: "whatsapp:", Channel.RCS: "rcs:",
+# RCS goes through a Messaging Service as a plain E.164 number, which gets RCS first and Twilio's
+# SMS/MMS fallback; `rcs:` (RCS only, no fallback) is chosen by the sender option rcs_fallback: false.
+_ADDRESS_PREFIX = {Channel.SMS: "", Channel.MMS: "", Channel.WHATSAPP: "whatsapp:", Channel.RCS: "",
                    Channel.MESSENGER: "messenger:"}  # fmt: skip
+
+
+def _to_prefix(mapping: Mapping) -> str:
+    if mapping.channel is Channel.RCS and not mapping.sender.rcs_fallback:
+        return "rcs:"
+    return _ADDRESS_PREFIX[mapping.channel]
 
 
 def _find(event: Event, mapping: Mapping, region: str, now: dt.datetime, strict: bool) -> Recipient | Skip:
@@ -114,6 +122,8 @@ def _plan(mapping: Mapping) -> _Plan:
         _PLANS.clear()
     opts = mapping.options
     options: list[tuple[str, str]] = []
+    if mapping.sender.fallback_from is not None:
+        options.append(("FallbackFrom", mapping.sender.fallback_from))
     if opts.validity_period is not None:
         options.append(("ValidityPeriod", str(opts.validity_period)))
     if opts.shorten_urls is not None:
@@ -125,8 +135,7 @@ def _plan(mapping: Mapping) -> _Plan:
     if tags and all(t.literal is not None for _, t in tags):
         static = json.dumps({k: t.literal for k, t in tags}, separators=(",", ":"))
     sender, sender_kind, sender_param = _sender(mapping)
-    plan = _Plan(sender, sender_kind, sender_param, _ADDRESS_PREFIX[mapping.channel], opts.status_callback,
-                 tuple(options),
+    plan = _Plan(sender, sender_kind, sender_param, _to_prefix(mapping), opts.status_callback, tuple(options),
                  () if static is not None else tags, static)  # fmt: skip
     _PLANS[id(mapping)] = (mapping, plan)
     return plan
@@ -137,8 +146,10 @@ def _tags(plan: _Plan, mapping: Mapping, scope: dict[str, object]) -> list[tuple
         return [("Tags", plan.static_tags)]
     tags: dict[str, str] = {}
     for key, template in plan.tags:
-        value = render_field(template, scope, mapping, f"options.tags.{key}")
-        if not 0 < len(value) <= 128 or not _TAG.fullmatch(value):  # fullmatch: `$` admits a final \n
+        value = render_field(template, scope, mapping, f"options.tags.{key}").strip()
+        if not value:
+            continue  # Segment drops a tag whose value is empty; so do we
+        if len(value) > 128 or not _TAG.fullmatch(value):  # fullmatch: `$` admits a final \n
             raise invalid(
                 mapping, f"options.tags.{key}", "invalid_tag", f"rendered to a value not matching {TAG_TEXT}"
             )

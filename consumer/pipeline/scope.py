@@ -63,9 +63,12 @@ def scope_of(
     }  # fmt: skip
 
 
-def render_field(template: Template, scope: dict[str, object], mapping: Mapping, field: str) -> str:
+def render_field(
+    template: Template, scope: dict[str, object], mapping: Mapping, field: str, *, strict: bool | None = None
+) -> str:
+    """Render one field; `strict` overrides the mapping's missing_variables for optional fields."""
     try:
-        return template.render(scope, strict=mapping.strict)
+        return template.render(scope, strict=mapping.strict if strict is None else strict)
     except LiquidError as exc:
         first = str(exc).splitlines()[0]
         raise RenderError(

@@ -11,6 +11,7 @@ generic code for a request that breaks the spec's own schema or an undocumented 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ MAX_VALIDITY_PERIOD_S = 36000
 
 #: Form keys the spec declares as arrays (one repeated key per value); every other key appears once.
 REPEATABLE = frozenset({"MediaUrl", "PersistentAction"})
+_FALLBACK_SENDER = re.compile(r"^\+[1-9]\d{1,14}$|^[1-9]\d{4,5}$|^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,29 @@ def _options(seen: dict[str, list[str]]) -> list[Problem]:
         found.append(Problem(35118, "MessagingServiceSid", "scheduling needs a MessagingServiceSid"))
     if _one(seen, "ShortenUrls") == "true" and not service:
         found.append(Problem(INVALID_PARAMETER, "ShortenUrls", "link shortening needs a MessagingServiceSid"))
+    return found + _fallback(seen, service)
+
+
+def _fallback(seen: dict[str, list[str]], service: str | None) -> list[Problem]:
+    """FallbackFrom as the spec's prose allows it: with a Messaging Service holding an RCS sender, as an
+    E.164 number, short code or alphanumeric ID, and not to an `rcs:` address (which has no fallback).
+    The spec names no code for these, so they earn the generic one."""
+    fallback = _one(seen, "FallbackFrom")
+    if fallback is None:
+        return []
+    found = []
+    if not service:
+        found.append(
+            Problem(INVALID_PARAMETER, "FallbackFrom", "a fallback sender needs a MessagingServiceSid")
+        )
+    if (_one(seen, "To") or "").startswith("rcs:"):
+        found.append(Problem(INVALID_PARAMETER, "FallbackFrom", "an rcs: address asks for no fallback"))
+    if not _FALLBACK_SENDER.fullmatch(fallback):
+        found.append(
+            Problem(
+                INVALID_PARAMETER, "FallbackFrom", "give an E.164 number, a short code or an alphanumeric ID"
+            )
+        )
     return found
 
 

@@ -111,6 +111,12 @@ def test_an_inline_sms_renders_the_exact_form_parameters() -> None:
         ),
         (
             {"channel": "rcs", "sender": {"messaging_service": MS}},
+            PHONE,  # a plain number: RCS first, Twilio's SMS fallback
+            ("MessagingServiceSid", MS),
+            "messaging_service",
+        ),
+        (
+            {"channel": "rcs", "sender": {"messaging_service": MS, "rcs_fallback": False}},
             f"rcs:{PHONE}",
             ("MessagingServiceSid", MS),
             "messaging_service",
@@ -290,7 +296,7 @@ SCHEDULED = {"sender": {"messaging_service": MS}}
             "skip",
             [("SendAt", "2026-03-02T10:16:01Z"), ("ScheduleType", "fixed")],
         ),
-        ("2026-03-02T10:15:30Z", "0s", "skip", "send_at_too_soon"),
+        ("2026-03-02T10:15:04Z", "0s", "skip", "send_at_too_soon"),
         ("2026-03-02T20:00:00Z", "-24h", "send_now", []),
         (
             "2026-04-06T09:59:00Z",
@@ -428,8 +434,8 @@ def test_a_send_at_beyond_the_calendar_is_a_render_error() -> None:
     assert caught.value.reason == "invalid_send_at"
 
 
-@pytest.mark.parametrize("value", ["spring\n", "spring\r\n"])
-def test_a_tag_rendering_with_a_trailing_newline_is_a_render_error(value: str) -> None:
+@pytest.mark.parametrize("value", ["spring\nsale", "spring\r\nsale"])
+def test_a_tag_rendering_with_a_newline_inside_is_a_render_error(value: str) -> None:
     with pytest.raises(RenderError) as caught:
         go(make(options={"tags": {"sku": "{{ properties.sku }}"}}), event({"sku": value}))
     assert caught.value.reason == "invalid_tag"

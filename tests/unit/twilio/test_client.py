@@ -66,7 +66,7 @@ SHAPES: dict[str, list[tuple[str, str]]] = {
         ("ProvideFeedback", "false"), ("PersistentAction", "mailto:a@example.com"),
     ],
     "fallback sender": [
-        ("To", "rcs:+14155550100"), ("MessagingServiceSid", MG), ("Body", "Hi"),
+        ("To", "+14155550100"), ("MessagingServiceSid", MG), ("Body", "Hi"),
         ("FallbackFrom", "+14155550199"),
     ],
     "minimum validity": [
