@@ -102,6 +102,11 @@ class Metrics:
             "consumer_lag", "High watermark minus committed offset.", ["topic", "partition"]
         )
         self.assigned_partitions = self._gauge("assigned_partitions", "Partitions assigned.")
+        self.partition_share = self._gauge(
+            "partition_share",
+            "This replica's part of the source topics' partitions (k/n): the part of each sender's rate "
+            "and of the in-flight budget it uses.",
+        )
         self.paused_partitions = self._gauge("paused_partitions", "Partitions paused for back-pressure.")
         self.commits = self._counter(
             "commits", "Offset commits, by result (ok, partial, failed).", ["result"]

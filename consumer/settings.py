@@ -49,6 +49,12 @@ class TwilioSettings(BaseModel):
     timeout_s: float = Field(default=15.0, gt=0, description="Per-request timeout, seconds.")
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=512, ge=1, description="HTTP connection pool size.")
+    account_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="Requests the Twilio account may have in flight, for all replicas together (0: bounded "
+        "by CONSUMER_MAX_IN_FLIGHT alone); each replica takes its partition share.",
+    )
 
     @field_validator("account_sid")
     @classmethod
@@ -155,7 +161,11 @@ class ServiceSettings(BaseModel):
     )
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"  # noqa: S104  the pod's metrics port must be reachable by Prometheus
-    max_in_flight: int = Field(default=256, ge=1, description="Global cap on Twilio requests in flight.")
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Twilio requests in flight, for all replicas together: each takes its partition share.",
+    )
     max_buffered: int = Field(
         default=10_000, ge=1, description="Unfinished records before partitions pause (~5 KB each)."
     )

@@ -27,6 +27,7 @@ from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
 from consumer.pipeline.retry import RetryPolicy
 from consumer.service.assignments import Assignments
 from consumer.service.backpressure import Backpressure
+from consumer.service.budgets import Budgets, in_flight_budget
 from consumer.service.delivery import Delivery
 from consumer.service.dispatcher import Dispatcher
 from consumer.service.exchange import Exchange
@@ -115,17 +116,18 @@ def wire(
 ) -> Runtime:
     """Build the data path's stages for one run and connect them."""
     s = settings.service
+    budget = in_flight_budget(s.max_in_flight, settings.twilio.account_concurrency)
     state = SentState(changelog, max_entries=s.ledger_max_entries, cap_horizon_s=cap_horizon(mappings))
     outcomes = Outcomes(metrics, DeadLetterWriter(producer, settings.kafka.dead_letter_topic), on_record_done)
     exchange = Exchange(
         twilio=parts.client, metrics=metrics, state=state, outcomes=outcomes,
-        adaptive=AdaptiveLimit(s.max_in_flight, minimum=min(4, s.max_in_flight)),
+        adaptive=AdaptiveLimit(budget, minimum=min(4, budget)),
         policy=RetryPolicy.from_settings(s), reconcile_delay_s=s.reconcile_delay_s, clock=parts.clock,
     )  # fmt: skip
-    delivery = Delivery(
-        exchange=exchange, metrics=metrics, state=state, outcomes=outcomes,
-        limits=SenderLimits(overrides=s.sender_rates, unit=s.rate_unit),
-    )  # fmt: skip
+    limits = SenderLimits(overrides=s.sender_rates, unit=s.rate_unit)
+    delivery = Delivery(exchange=exchange, metrics=metrics, state=state, outcomes=outcomes, limits=limits)
+    budgets = Budgets(limits=limits, adaptive=exchange.adaptive, gate=exchange.gate, metrics=metrics,
+                      in_flight=budget, topics=settings.kafka.topics, admin=parts.kafka.admin)  # fmt: skip
     dispatcher = Dispatcher(delivery.deliver, delivery.on_wire)
     intake = Intake(decoder=parts.decoder, index=index, outcomes=outcomes, dispatcher=dispatcher,
                     default_region=s.default_region, strict_numbers=s.phone_validation == "strict",
@@ -133,6 +135,7 @@ def wire(
     assignments = Assignments(
         loop=loop, tracker=tracker, dispatcher=dispatcher, state=state, settle=settle,
         commit=commit, metrics=metrics, drain_grace_s=s.drain_grace_s, on_assigned=on_assigned,
+        budgets=budgets,
     )  # fmt: skip
     return Runtime(
         producer, state, outcomes, delivery, dispatcher, intake, assignments, Backpressure(s.max_buffered)
