@@ -7,7 +7,8 @@
      ├── MappingError           a mapping file or mapping is invalid (reported at load, all at once)
      ├── RenderError            an Event x Mapping could not become a Twilio request
      ├── TwilioError            Twilio answered an error, or the request failed in transport
-     └── KafkaError             the Kafka client reported an error (with librdkafka's code)
+     ├── KafkaError             the Kafka client reported an error (with librdkafka's code)
+     └── StateError             the ledger's local state store cannot be used (its directory, its lock)
 
 Every error carries the context a user needs to act on it (topic/partition/offset, mapping id, field,
 Twilio code) and a message that says what to fix. Third-party exceptions are translated once, at the
@@ -179,3 +180,9 @@ class KafkaError(ConsumerError):
         self.code = code
         self.retriable = retriable
         self.fatal = fatal
+
+
+class StateError(ConsumerError):
+    """The ledger's state store on disk cannot be opened or written (at start-up: names the fix)."""
+
+    stage = "state"

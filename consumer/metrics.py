@@ -134,9 +134,19 @@ class Metrics:
             "Intents without an outcome (from a crash or an unanswered request) not yet settled.",
         )
         self.ledger_entries = self._gauge(
-            "ledger_entries", "Sends remembered for de-duplication (this replica's partitions)."
+            "ledger_entries", "Sends remembered for de-duplication, in the state store (on disk)."
         )
-        self.ledger_evictions = self._counter(
-            "ledger_evictions",
-            "Ledger entries dropped before their window ended because the ledger was full.",
+        self.ledger_expired = self._counter(
+            "ledger_expired", "Ledger entries forgotten because their de-duplication window ended."
         )
+        self.ledger_restore_remaining = self._gauge(
+            "ledger_restore_remaining",
+            "Changelog records left to read before the partitions being assigned can be processed.",
+        )
+        self.ledger_restored = self._counter(
+            "ledger_restored_records",
+            "Changelog records read to restore the ledger, by where the restore started: the store's "
+            "checkpoint (a kept state directory: only the tail) or the beginning (an empty one).",
+            ["start"],
+        )
+        self.ledger_disk_bytes = self._gauge("ledger_disk_bytes", "Size of the ledger's state store on disk.")

@@ -180,8 +180,10 @@ class ServiceSettings(BaseModel):
     lag_interval_s: float = Field(
         default=5.0, gt=0, description="How often lag is measured and an unreachable broker is asked again."
     )
-    ledger_max_entries: int = Field(
-        default=1_000_000, ge=1000, description="Sent-ledger entries kept in memory (~200 B each)."
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where the ledger's state store lives (RocksDB): kept across restarts, a restart reads "
+        "only the changelog's tail. Unset: a temporary directory, rebuilt from the changelog at each start.",
     )
     sender_rates: dict[str, float] = Field(
         default_factory=dict, description='Per-sender rate overrides, JSON: {"+14155550100": 3, "MG…": 50}.'

@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError as RdKafkaError
 
 from consumer.errors import ErrorClass, TwilioError
 from consumer.kafka.clients import KafkaClients
+from consumer.state.store import LedgerStore
 from consumer.twilio.client import SendResult
 
 
@@ -152,9 +153,9 @@ class FakeProducer:
             self._serving += len(served)  # counted by len() until reported, as librdkafka does
         for topic, partition, key, value, headers, on_delivery in served:
             self.cluster.create(topic)
-            self.cluster.append(topic, partition, value, key, headers)
+            offset = self.cluster.append(topic, partition, value, key, headers)
             if on_delivery is not None:
-                on_delivery(None, None)
+                on_delivery(None, MessageStub(topic, partition, offset, value, key, headers))
             with self._changed:
                 self._serving -= 1
         return len(served)
@@ -403,3 +404,18 @@ class FakeTwilio:
 
 def twilio_error(cls: ErrorClass, code: int | None = None, status: int | None = 400) -> TwilioError:
     return TwilioError(f"error {code}", error_class=cls, code=code, status=status)
+
+
+_stores: list[LedgerStore] = []
+
+
+def store() -> LedgerStore:
+    """A state store in a temporary directory, closed and removed after the test (tests/conftest.py)."""
+    made = LedgerStore(None)
+    _stores.append(made)
+    return made
+
+
+def close_stores() -> None:
+    while _stores:
+        _stores.pop().close()

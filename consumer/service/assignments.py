@@ -28,8 +28,7 @@ from consumer.metrics import Metrics
 from consumer.service.budgets import Budgets
 from consumer.service.dispatcher import Dispatcher
 from consumer.service.records import RecordState
-from consumer.state.ledger import LedgerEntry
-from consumer.state.sent import SentState
+from consumer.state.sent import Restored, SentState
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class Assignments:
 
     def on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         now = time.time()
-        restored = self.state.read(p.partition for p in partitions)
+        restored = self.state.read((p.partition for p in partitions), now)
         tps = [(p.topic, p.partition) for p in partitions]
         total = self.budgets.count() if self.budgets is not None else None
         # Applied on the loop before the new partitions' records (FIFO), so the ledger is complete.
@@ -103,7 +102,7 @@ class Assignments:
     # -- the loop's half ---------------------------------------------------------------------------
 
     def assign(
-        self, tps: list[TopicPartition], restored: dict[int, list[LedgerEntry]], now: float,
+        self, tps: list[TopicPartition], restored: dict[int, Restored], now: float,
         total: int | None = None,
     ) -> None:  # fmt: skip
         for tp in tps:

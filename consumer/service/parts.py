@@ -37,6 +37,7 @@ from consumer.service.records import RecordState
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
 from consumer.state.sent import SentState
+from consumer.state.store import LedgerStore
 from consumer.twilio.client import SendResult, TwilioClient
 
 
@@ -117,7 +118,10 @@ def wire(
     """Build the data path's stages for one run and connect them."""
     s = settings.service
     budget = in_flight_budget(s.max_in_flight, settings.twilio.account_concurrency)
-    state = SentState(changelog, max_entries=s.ledger_max_entries, cap_horizon_s=cap_horizon(mappings))
+    store = LedgerStore(s.state_dir / changelog.topic if s.state_dir else None)
+    state = SentState(changelog, store, cap_horizon_s=cap_horizon(mappings),
+                      on_progress=metrics.ledger_restore_remaining.set,
+                      on_restored=lambda start, n: metrics.ledger_restored.labels(start).inc(n))  # fmt: skip
     outcomes = Outcomes(metrics, DeadLetterWriter(producer, settings.kafka.dead_letter_topic), on_record_done)
     exchange = Exchange(
         twilio=parts.client, metrics=metrics, state=state, outcomes=outcomes,

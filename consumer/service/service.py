@@ -114,6 +114,7 @@ class Service:
             and (rt is None or not rt.delivery.halting.halted),
             "twilio_available": rt is None or not rt.delivery.breaker.open,
             "schema_registry": rt is None or not rt.intake.waiting,
+            "ledger_restored": rt is None or not rt.state.restoring,
         }
         ready = all(checks.values())
         self.metrics.ready.set(1 if ready else 0)
@@ -190,6 +191,7 @@ class Service:
         assert rt.consumer is not None
         await self.thread.call(rt.consumer.close)
         await self.thread.call(rt.producer.flush, 10)
+        await self.thread.call(rt.state.close)  # after the consumer: its last revoke may still write
         # Let go of the clients now: one kept alive keeps reconnecting (and logging) after the run.
         self.runtime = None
 
@@ -216,8 +218,9 @@ class Service:
             if now - last_prune >= PRUNE_INTERVAL_S:
                 # Expired ledger entries no longer prevent anything; without this the ledger
                 # would hold every send since the partition was assigned.
-                self.metrics.ledger_evictions.inc(rt.state.prune())
+                self.metrics.ledger_expired.inc(rt.state.prune())
                 self.metrics.ledger_entries.set(len(rt.state.ledger))
+                self.metrics.ledger_disk_bytes.set(rt.state.store.disk_bytes())
                 self.metrics.intents_in_doubt.set(len(rt.state.ledger.restored_in_doubt))
                 last_prune = now
             if self.exit_when_idle_s is not None:
