@@ -203,6 +203,10 @@ class LedgerStore:
         batch.put(b"n", _Q.pack(self._count))
         self._db.write(batch)
 
+    def flush(self) -> None:
+        """Write the memtables out to files (their size on disk is then the store's)."""
+        self._db.flush()
+
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 

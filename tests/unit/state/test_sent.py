@@ -7,7 +7,7 @@ from pathlib import Path
 from consumer.errors import KafkaError
 from consumer.state.caps import cap_key
 from consumer.state.changelog import Changelog
-from consumer.state.ledger import LedgerEntry, recipient_hash
+from consumer.state.ledger import LedgerEntry, encode_entry, recipient_hash
 from consumer.state.sent import Restored, SentState
 from consumer.state.store import LedgerStore
 from tests.fakes import FakeCluster, FakeKafka, FakeProducer, store
@@ -126,3 +126,18 @@ def test_every_capped_send_counts_once_whether_written_or_restored_and_keyless_o
     sent.prune(now=100 + 5 * 3600)
     assert not again.ledger.is_sent("@events/0/7", 0, now=100 + 5 * 3600)
     assert not again.caps.allows(key, limit=1, window_s=86_400, now=100 + 5 * 3600)
+
+
+def test_a_restore_says_it_is_under_way_and_how_much_is_left_until_it_is_done() -> None:
+    sent, kafka = state(partitions=1)
+    for n in range(3):
+        kafka.cluster.append("sent", 0, encode_entry(LedgerEntry(f"k{n}", 100, 500, RECIPIENT, "m1")), b"k")
+    seen: list[tuple[int, int]] = []
+    again = SentState(
+        sent.changelog, sent.store, on_progress=lambda left: seen.append((again.restoring, left))
+    )
+    again.read([0], now=120)
+    assert len(seen) >= 2
+    assert seen[-1] == (0, 0), "done: nothing left, not restoring"
+    assert all(restoring == 1 for restoring, _ in seen[:-1]), "readiness is false meanwhile"
+    assert again.restoring == 0
