@@ -1,12 +1,13 @@
-"""The ledger's changelog topic: its source of truth in Kafka, so no other database is needed.
+"""The ledger's changelog topic: its source of truth in Kafka (the state store on disk is its copy).
 
 Every send writes its intent here before the request and its outcome (sent, or released) after it,
 to a compacted topic (`cleanup.policy=compact,delete`, so expired entries also age out by time). It is
 co-partitioned with the source topics: a send caused by source partition p is recorded in changelog
-partition p mod N. When a replica is assigned partition p it reads changelog partition p mod N to its
-end before processing p, so the previous owner's sends, and its intents without an outcome (a crash
-between the intent and the outcome), are known across rebalances and restarts; those intents are
-settled by asking Twilio (consumer.service.exchange) before anything is sent again.
+partition p mod N. When a replica is assigned partition p it replays changelog partition p mod N to
+its end (from its store's checkpoint, consumer.state.sent) before processing p, so the previous
+owner's sends, and its intents without an outcome (a crash between the intent and the outcome), are
+known across rebalances and restarts; those intents are settled by asking Twilio
+(consumer.service.exchange) before anything is sent again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(DEFAULT_
 
 
 class Changelog:
-    """Read changelog partitions to their end; write entries, reporting Kafka's acknowledgement."""
+    """Replay changelog partitions to their end; write entries, reporting Kafka's acknowledgement."""
 
     def __init__(self, clients: KafkaClients, producer: ProducerLike, topic: str, partitions: int) -> None:
         self.clients = clients
@@ -72,12 +73,6 @@ class Changelog:
     def slot(self, source_partition: int) -> int:
         """The changelog partition that records sends caused by `source_partition`."""
         return source_partition % self.partitions
-
-    def read(self, slots: Iterable[int], timeout_s: float = 60.0) -> dict[int, list[LedgerEntry]]:
-        """Every entry of these changelog partitions, in order, read to their end (blocking)."""
-        out: dict[int, list[LedgerEntry]] = {s: [] for s in sorted(set(slots))}
-        self.replay(dict.fromkeys(out), lambda slot, _at, entry: out[slot].append(entry), stall_s=timeout_s)
-        return out
 
     def replay(
         self, starts: dict[int, int | None], apply: Apply, *, stall_s: float = 60.0,
