@@ -63,14 +63,15 @@ def big(entries: int, workdir: Path) -> dict[str, Any]:
     now = time.time()
     start, rss_before = time.perf_counter(), rss_mb()
     for n in range(entries):
-        # Spread over the last 24 h, oldest first; each kept for its 24 h window.
-        at = now - DAY + DAY * n / entries
+        # Spread over the last 23 h, oldest first; each kept for its 24 h window, so the oldest still
+        # has an hour of its window left when it is checked (writing 10M takes minutes).
+        at = now - DAY + 3600 + (DAY - 3600) * n / entries
         ledger.apply(n % 12, LedgerEntry(key(n), at, at + DAY, RECIPIENT, "m1", sid=f"SM{n:032x}"))
         if n and n % 1_000_000 == 0:
             print(f"  {n:,} entries, RSS {rss_mb():.0f} MB", flush=True)
     written_s = time.perf_counter() - start
     store.flush()
-    check = now + 60  # a minute later: the oldest entry has about a minute of its window left
+    check = time.time()
     out = {
         "entries": entries,
         "write_s": round(written_s, 1),

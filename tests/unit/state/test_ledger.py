@@ -110,6 +110,16 @@ def test_a_rewritten_entry_expires_by_its_latest_window_only() -> None:
     assert ledger.is_sent("k", 0, now=200)
 
 
+def test_the_oldest_of_many_entries_is_still_caught_while_its_window_lasts() -> None:
+    ledger = Ledger(store(), partitions=12)
+    for n in range(20_000):
+        ledger.apply(n % 12, entry(f"k{n}", sent_at=100.0 + n, ttl=86_400))
+    assert ledger.prune(now=86_400) == 0, "no window has ended: nothing is removed"
+    assert ledger.claim("k0", 0, now=86_499) == Claim("sent"), "the oldest, a second before its window ends"
+    assert ledger.claim("k0", 0, now=86_500) == Claim("new")
+    assert len(ledger) == 20_000
+
+
 def test_the_ledger_outlives_its_process_when_its_store_is_kept(tmp_path: Path) -> None:
     first = LedgerStore(tmp_path / "state")
     Ledger(first, partitions=2).remember(entry("k", sid="SM1"), 1)
