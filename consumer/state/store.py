@@ -23,6 +23,7 @@ from __future__ import annotations
 import shutil
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ _H = struct.Struct(">H")
 _V = struct.Struct("<dd")
 WRITE_BUFFER_BYTES = 8 << 20  # two of them at most: RocksDB's memtables
 BLOCK_CACHE_BYTES = 32 << 20
+WIPE_BATCH = 10_000
 
 
 def _options() -> Options:
@@ -73,6 +75,9 @@ class LedgerStore:
                 "CONSUMER_STATE_DIR of its own that it may write"
             ) from exc
         self._closed = False
+        # Restores write from the Kafka thread while the loop writes other partitions: the entry count
+        # (read-modify-write with the batch) is kept under a lock.
+        self._lock = threading.Lock()
         raw = self._db.get(b"n")
         self._count = _Q.unpack(raw)[0] if raw else 0
 
@@ -98,21 +103,22 @@ class LedgerStore:
         """Store `value` for `key` (None: forget it), with its indexes, in one atomic write."""
         primary = b"k" + _slot(slot) + key.encode()
         batch = WriteBatch(raw_mode=True)
-        raw = self._db.get(primary)
-        if raw is not None:
-            self._unindex(batch, primary, _value(raw))
-            self._count -= 1
-        if value is not None:
-            expires_at, intent_at, sid = value
-            batch.put(primary, _V.pack(expires_at, intent_at) + sid.encode())
-            batch.put(b"e" + _D.pack(expires_at) + primary, b"")
-            if sid:
-                batch.put(b"s" + sid.encode(), primary[1:])
-            if intent_at:
-                batch.put(b"i" + primary[1:], b"")
-            self._count += 1
-        batch.put(b"n", _Q.pack(self._count))
-        self._db.write(batch)
+        with self._lock:
+            raw = self._db.get(primary)
+            if raw is not None:
+                self._unindex(batch, primary, _value(raw))
+                self._count -= 1
+            if value is not None:
+                expires_at, intent_at, sid = value
+                batch.put(primary, _V.pack(expires_at, intent_at) + sid.encode())
+                batch.put(b"e" + _D.pack(expires_at) + primary, b"")
+                if sid:
+                    batch.put(b"s" + sid.encode(), primary[1:])
+                if intent_at:
+                    batch.put(b"i" + primary[1:], b"")
+                self._count += 1
+            batch.put(b"n", _Q.pack(self._count))
+            self._db.write(batch)
 
     def _unindex(self, batch: WriteBatch, primary: bytes, old: Value) -> None:
         batch.delete(primary)
@@ -164,6 +170,11 @@ class LedgerStore:
         ledger entries removed."""
         removed: list[tuple[int, str]] = []
         batch = WriteBatch(raw_mode=True)
+        with self._lock:
+            self._expire(batch, now, limit, removed)
+        return removed
+
+    def _expire(self, batch: WriteBatch, now: float, limit: int, removed: list[tuple[int, str]]) -> None:
         for done, index in enumerate(self._keys(b"e", end=b"e" + _D.pack(now) + b"\xff"), 1):
             primary, expires = index[9:], index[1:9]
             batch.delete(index)
@@ -180,7 +191,6 @@ class LedgerStore:
                 break
         batch.put(b"n", _Q.pack(self._count))
         self._db.write(batch)
-        return removed
 
     def checkpoint(self, slot: int) -> int | None:
         """The changelog offset the slot reflects every record before, or None when never read."""
@@ -193,15 +203,20 @@ class LedgerStore:
     def wipe(self, slot: int) -> None:
         """Forget the slot (its changelog is to be read from the beginning)."""
         prefix = b"k" + _slot(slot)
-        batch = WriteBatch(raw_mode=True)
-        for primary in self._keys(prefix):
-            raw = self._db.get(primary)
-            if raw is not None:
-                self._unindex(batch, primary, _value(raw))
-                self._count -= 1
-        batch.delete(b"m" + _slot(slot))
-        batch.put(b"n", _Q.pack(self._count))
-        self._db.write(batch)
+        with self._lock:
+            self._db.delete(b"m" + _slot(slot))  # first: a crash half-way leaves a slot to rebuild
+            batch, pending = WriteBatch(raw_mode=True), 0
+            for primary in self._keys(prefix):
+                raw = self._db.get(primary)
+                if raw is not None:
+                    self._unindex(batch, primary, _value(raw))
+                    self._count -= 1
+                    pending += 1
+                if pending >= WIPE_BATCH:  # a slot can hold millions: write in bounded batches
+                    self._db.write(batch)
+                    batch, pending = WriteBatch(raw_mode=True), 0
+            batch.put(b"n", _Q.pack(self._count))
+            self._db.write(batch)
 
     def flush(self) -> None:
         """Write the memtables out to files (their size on disk is then the store's)."""
