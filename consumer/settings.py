@@ -191,6 +191,11 @@ class ServiceSettings(BaseModel):
     rate_unit: Literal["messages", "segments"] = "segments"
     log_level: str = "INFO"
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("sender_rates", mode="before")
     @classmethod
     def _json_object(cls, v: object) -> object:
