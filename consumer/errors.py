@@ -9,7 +9,8 @@
      ├── RenderError            an Event x Mapping could not become a Twilio request
      ├── TwilioError            Twilio answered an error, or the request failed in transport
      ├── WebhookError           a webhook post is not one Twilio could have sent (answered 400, counted)
-     └── KafkaError             the Kafka client reported an error (with librdkafka's code)
+     ├── KafkaError             the Kafka client reported an error (with librdkafka's code)
+     └── StateError             the ledger's local state store cannot be used (its directory, its lock)
 
 Every error carries the context a user needs to act on it (topic/partition/offset, mapping id, field,
 Twilio code) and a message that says what to fix. Third-party exceptions are translated once, at the
@@ -199,3 +200,9 @@ class WebhookError(ConsumerError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class StateError(ConsumerError):
+    """The ledger's state store on disk cannot be opened or written (at start-up: names the fix)."""
+
+    stage = "state"

@@ -132,6 +132,11 @@ class Metrics:
             "consumer_lag", "High watermark minus committed offset.", ["topic", "partition"]
         )
         self.assigned_partitions = self._gauge("assigned_partitions", "Partitions assigned.")
+        self.partition_share = self._gauge(
+            "partition_share",
+            "This replica's part of the source topics' partitions (k/n): the part of each sender's rate "
+            "and of the in-flight budget it uses.",
+        )
         self.paused_partitions = self._gauge("paused_partitions", "Partitions paused for back-pressure.")
         self.commits = self._counter(
             "commits", "Offset commits, by result (ok, partial, failed).", ["result"]
@@ -159,12 +164,22 @@ class Metrics:
             "Intents without an outcome (from a crash or an unanswered request) not yet settled.",
         )
         self.ledger_entries = self._gauge(
-            "ledger_entries", "Sends remembered for de-duplication (this replica's partitions)."
+            "ledger_entries", "Sends remembered for de-duplication, in the state store (on disk)."
         )
-        self.ledger_evictions = self._counter(
-            "ledger_evictions",
-            "Ledger entries dropped before their window ended because the ledger was full.",
+        self.ledger_expired = self._counter(
+            "ledger_expired", "Ledger entries forgotten because their de-duplication window ended."
         )
+        self.ledger_restore_remaining = self._gauge(
+            "ledger_restore_remaining",
+            "Changelog records left to read before the partitions being assigned can be processed.",
+        )
+        self.ledger_restored = self._counter(
+            "ledger_restored_records",
+            "Changelog records read to restore the ledger, by where the restore started: the store's "
+            "checkpoint (a kept state directory: only the tail) or the beginning (an empty one).",
+            ["start"],
+        )
+        self.ledger_disk_bytes = self._gauge("ledger_disk_bytes", "Size of the ledger's state store on disk.")
 
     def _return_path(self) -> None:
         self.webhook_requests = self._counter(

@@ -53,6 +53,12 @@ class TwilioSettings(BaseModel):
     timeout_s: float = Field(default=15.0, gt=0, description="Per-request timeout, seconds.")
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=512, ge=1, description="HTTP connection pool size.")
+    account_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="Requests the Twilio account may have in flight, for all replicas together (0: bounded "
+        "by CONSUMER_MAX_IN_FLIGHT alone); each replica takes its partition share.",
+    )
 
     @field_validator("account_sid")
     @classmethod
@@ -164,7 +170,11 @@ class ServiceSettings(BaseModel):
     )
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"  # noqa: S104  the pod's metrics port must be reachable by Prometheus
-    max_in_flight: int = Field(default=256, ge=1, description="Global cap on Twilio requests in flight.")
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Twilio requests in flight, for all replicas together: each takes its partition share.",
+    )
     max_buffered: int = Field(
         default=10_000, ge=1, description="Unfinished records before partitions pause (~5 KB each)."
     )
@@ -184,8 +194,10 @@ class ServiceSettings(BaseModel):
     lag_interval_s: float = Field(
         default=5.0, gt=0, description="How often lag is measured and an unreachable broker is asked again."
     )
-    ledger_max_entries: int = Field(
-        default=1_000_000, ge=1000, description="Sent-ledger entries kept in memory (~200 B each)."
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where the ledger's state store lives (RocksDB): kept across restarts, a restart reads "
+        "only the changelog's tail. Unset: a temporary directory, rebuilt from the changelog at each start.",
     )
     sender_rates: dict[str, float] = Field(
         default_factory=dict, description='Per-sender rate overrides, JSON: {"+14155550100": 3, "MG…": 50}.'
@@ -199,6 +211,11 @@ class ServiceSettings(BaseModel):
         default=[21610, 30005, 30006], description="Twilio error codes that put a recipient on the list."
     )
     log_level: str = "INFO"
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("sender_rates", mode="before")
     @classmethod

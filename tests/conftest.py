@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import pytest
 
+from tests.fakes import close_stores
 from tests.kafka import BrokerUnavailable, create_topic, kafka_broker
 from tests.prometheus import Prometheus, PrometheusUnavailable, prometheus_bin
 from tests.registry import RegistryProxy, RegistryUnavailable, schema_registry
@@ -19,6 +20,13 @@ def missing(what: str, exc: Exception) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"CI needs {what}: {exc}")
     pytest.skip(f"no {what}: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _close_state_stores() -> Iterator[None]:
+    """State stores a test made with tests.fakes.store() are closed and removed after it."""
+    yield
+    close_stores()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
 from consumer.kafka.clients import KafkaClients
+from consumer.state.store import LedgerStore
 
 
 class MessageStub:
@@ -149,9 +150,9 @@ class FakeProducer:
             self._serving += len(served)  # counted by len() until reported, as librdkafka does
         for topic, partition, key, value, headers, on_delivery in served:
             self.cluster.create(topic)
-            self.cluster.append(topic, partition, value, key, headers)
+            offset = self.cluster.append(topic, partition, value, key, headers)
             if on_delivery is not None:
-                on_delivery(None, None)
+                on_delivery(None, MessageStub(topic, partition, offset, value, key, headers))
             with self._changed:
                 self._serving -= 1
         return len(served)
@@ -319,3 +320,18 @@ class FakeKafka:
     def group_consumer(self) -> FakeConsumer:
         """The consumer the service subscribed with (not a changelog reader)."""
         return next(c for c in self.consumers if c.callbacks)
+
+
+_stores: list[LedgerStore] = []
+
+
+def store() -> LedgerStore:
+    """A state store in a temporary directory, closed and removed after the test (tests/conftest.py)."""
+    made = LedgerStore(None)
+    _stores.append(made)
+    return made
+
+
+def close_stores() -> None:
+    while _stores:
+        _stores.pop().close()

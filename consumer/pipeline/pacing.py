@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from consumer.errors import SettingsError
 
@@ -50,35 +51,93 @@ class TokenBucket:
 
     A reservation is taken at once and may push the balance below zero; later reservations see the
     debt and wait behind it, so callers are served in the order they asked (fair queueing).
+
+    Reservations are positions on a line of tokens (`reserved` counts every token ever taken, `granted`
+    every token ever made available), not instants: when the rate changes (a rebalance changed this
+    replica's share), a waiter asks again with `wait_for(position)` and learns its new wait, so the
+    debt taken at the old rate is paid at the new one.
     """
 
     def __init__(self, rate: float, burst: float, *, clock: Clock) -> None:
-        if rate < 0 or not math.isfinite(rate):
-            raise ValueError(f"rate must be a finite number >= 0 (0 = unlimited), got {rate}")
-        if rate > 0 and burst <= 0:
-            raise ValueError(f"burst must be > 0, got {burst}")
+        _check(rate, burst)
         self.rate = rate
         self.burst = burst
+        self.epoch = 0  # bumped by every change of rate: a waiter's wait is stale when it differs
         self._clock = clock
-        self._tokens = burst
+        self._reserved = 0.0
+        self._granted = burst
         self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        if self.rate > 0:
+            earned = max(0.0, now - self._last) * self.rate
+            self._granted = min(self._reserved + self.burst, self._granted + earned)
+        self._last = now
+
+    def book(self, cost: float = 1.0) -> tuple[float, float]:
+        """Take `cost` tokens now; return (the position to wait for, the seconds until it is reached)."""
+        if self.rate == 0:
+            return 0.0, 0.0
+        self._refill()
+        # A cost above the burst could never be saved up; it waits for a full bucket, then runs into debt.
+        position = self._reserved + min(cost, self.burst)
+        self._reserved += cost
+        return position, max(0.0, position - self._granted) / self.rate
 
     def reserve(self, cost: float = 1.0) -> float:
         """Take `cost` tokens now; return the seconds to wait before acting on them (0 when available)."""
+        return self.book(cost)[1]
+
+    def wait_for(self, position: float) -> float:
+        """Seconds until `position` (from `book`) is reached at the current rate."""
         if self.rate == 0:
             return 0.0
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
-        self._last = now
-        # A cost above the burst could never be saved up; it waits for a full bucket, then runs into debt.
-        need = min(cost, self.burst)
-        wait = max(0.0, need - self._tokens) / self.rate
-        self._tokens -= cost
-        return wait
+        self._refill()
+        return max(0.0, position - self._granted) / self.rate
+
+    def set_rate(self, rate: float, burst: float) -> None:
+        """Change the rate from now on; the tokens saved are kept up to the new burst."""
+        _check(rate, burst)
+        if rate == self.rate and burst == self.burst:
+            return
+        self._refill()  # what was earned so far was earned at the old rate
+        if self.rate == 0:  # unlimited until now: nothing was counted, start with a full bucket
+            self._granted = self._reserved + burst
+        self._granted = min(self._granted, self._reserved + burst)
+        self.rate, self.burst = rate, burst
+        self.epoch += 1
+
+
+def _check(rate: float, burst: float) -> None:
+    if rate < 0 or not math.isfinite(rate):
+        raise ValueError(f"rate must be a finite number >= 0 (0 = unlimited), got {rate}")
+    if rate > 0 and burst <= 0:
+        raise ValueError(f"burst must be > 0, got {burst}")
+
+
+@dataclass
+class Ticket:
+    """A booked send: where it stands in its sender's bucket, and the wait it was told."""
+
+    bucket: TokenBucket
+    position: float
+    wait: float
+    epoch: int
+
+
+def split(budget: int, share: float) -> int:
+    """This replica's part of a budget shared by the consumer group: rounded down, so the parts never
+    add up to more than the budget, but at least 1 (a replica with partitions must be able to send)."""
+    return max(1, math.floor(budget * share + 1e-9))
 
 
 class SenderLimits:
-    """One token bucket per sender, created on first use, with rates by sender kind or per sender."""
+    """One token bucket per sender, created on first use, with rates by sender kind or per sender.
+
+    The rates are the consumer group's: a replica paces each sender at `share` of its rate, its part of
+    the source partitions (`consumer.service.budgets`), so all replicas together keep to the rate.
+    """
 
     def __init__(
         self,
@@ -109,7 +168,22 @@ class SenderLimits:
         self._overrides = dict(overrides or {})
         self._burst_s = burst_s
         self._clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, tuple[TokenBucket, float]] = {}  # sender -> (bucket, group-wide rate)
+        self.share = 1.0
+
+    def set_share(self, share: float) -> None:
+        """Pace every sender at `share` (0 < share <= 1) of its rate from now on."""
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.share = share
+        for bucket, rate in self._buckets.values():
+            bucket.set_rate(*self._paced(rate))
+
+    def _paced(self, rate: float) -> tuple[float, float]:
+        """(rate, burst) of this replica's bucket for a group-wide `rate`: both scaled by the share, so
+        the replicas' bursts add up to one burst too."""
+        paced = rate * self.share
+        return paced, paced * self._burst_s
 
     def rate_for(self, sender: str, sender_kind: str) -> float:
         """Per-second rate for this sender: its override, else its kind's default (long code if unknown)."""
@@ -123,15 +197,28 @@ class SenderLimits:
             return float(max(1, segments))
         return 1.0
 
+    def book(self, sender: str, sender_kind: str, segments: int) -> Ticket:
+        """Reserve one message for `sender`; the ticket says how long to wait before sending it."""
+        entry = self._buckets.get(sender)
+        if entry is None:
+            rate = self.rate_for(sender, sender_kind)
+            entry = self._buckets[sender] = (TokenBucket(*self._paced(rate), clock=self._clock), rate)
+        bucket = entry[0]
+        position, wait = bucket.book(self.cost(sender_kind, segments))
+        return Ticket(bucket, position, wait, bucket.epoch)
+
+    def still_to_wait(self, ticket: Ticket) -> float:
+        """After waiting `ticket.wait`: more seconds to wait when the rate was lowered meanwhile, else 0.
+        (A raised rate is not waited for: the ticket is then late, never early.)"""
+        if ticket.bucket.epoch == ticket.epoch:
+            return 0.0
+        ticket.epoch = ticket.bucket.epoch
+        ticket.wait = ticket.bucket.wait_for(ticket.position)
+        return ticket.wait
+
     def reserve(self, sender: str, sender_kind: str, segments: int) -> float:
         """Reserve one message for `sender`; return the seconds to wait before sending it."""
-        bucket = self._buckets.get(sender)
-        if bucket is None:
-            rate = self.rate_for(sender, sender_kind)
-            bucket = self._buckets[sender] = TokenBucket(
-                rate, max(1.0, rate * self._burst_s), clock=self._clock
-            )
-        return bucket.reserve(self.cost(sender_kind, segments))
+        return self.book(sender, sender_kind, segments).wait
 
 
 class AdaptiveLimit:
@@ -154,6 +241,7 @@ class AdaptiveLimit:
             raise ValueError(f"backoff must be between 0 and 1, got {backoff}")
         self.minimum = minimum
         self.maximum = maximum
+        self._floor = minimum  # the minimum asked for; a smaller maximum lowers `minimum` with it
         self._value = float(initial)
         self._backoff = backoff
         self._cooldown_s = cooldown_s
@@ -186,3 +274,15 @@ class AdaptiveLimit:
         if self._successes >= self.limit:
             self._successes = 0
             self._value = min(float(self.maximum), self._value + 1)
+
+    def set_maximum(self, maximum: int) -> None:
+        """Change the ceiling (this replica's share of the in-flight budget changed): the limit keeps
+        its place between minimum and maximum, so what throttling taught is not forgotten."""
+        if maximum < 1:
+            raise ValueError(f"maximum must be >= 1, got {maximum}")
+        if maximum == self.maximum:
+            return
+        self._value *= maximum / self.maximum
+        self.maximum = maximum
+        self.minimum = min(self._floor, maximum)
+        self._value = min(float(maximum), max(float(self.minimum), self._value))

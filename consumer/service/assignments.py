@@ -25,10 +25,10 @@ from typing import Any
 
 from consumer.kafka.offsets import OffsetTracker
 from consumer.metrics import Metrics
+from consumer.service.budgets import Budgets
 from consumer.service.dispatcher import Dispatcher
 from consumer.service.records import RecordState
-from consumer.state.ledger import LedgerEntry
-from consumer.state.sent import SentState
+from consumer.state.sent import Restored, SentState
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Assignments:
         metrics: Metrics,
         drain_grace_s: float,
         on_assigned: Callable[[], None] = lambda: None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.loop = loop
         self.tracker = tracker
@@ -61,6 +62,7 @@ class Assignments:
         self.metrics = metrics
         self.drain_grace_s = drain_grace_s
         self.on_assigned = on_assigned
+        self.budgets = budgets
         self.assigned: set[TopicPartition] = set()
         self._generation: dict[TopicPartition, int] = {}
 
@@ -75,10 +77,11 @@ class Assignments:
 
     def on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         now = time.time()
-        restored = self.state.read(p.partition for p in partitions)
+        restored = self.state.read((p.partition for p in partitions), now)
         tps = [(p.topic, p.partition) for p in partitions]
+        total = self.budgets.count() if self.budgets is not None else None
         # Applied on the loop before the new partitions' records (FIFO), so the ledger is complete.
-        self.loop.call_soon_threadsafe(self.assign, tps, restored, now)
+        self.loop.call_soon_threadsafe(self.assign, tps, restored, now, total)
         self.on_assigned()
         log.info("partitions assigned", extra={"partitions": sorted(f"{t}[{p}]" for t, p in tps)})
 
@@ -98,11 +101,16 @@ class Assignments:
 
     # -- the loop's half ---------------------------------------------------------------------------
 
-    def assign(self, tps: list[TopicPartition], restored: dict[int, list[LedgerEntry]], now: float) -> None:
+    def assign(
+        self, tps: list[TopicPartition], restored: dict[int, Restored], now: float,
+        total: int | None = None,
+    ) -> None:  # fmt: skip
         for tp in tps:
             self._generation[tp] = self._generation.get(tp, 0) + 1
             self.assigned.add(tp)
         self.metrics.assigned_partitions.set(len(self.assigned))
+        if self.budgets is not None:  # up before the new partitions' first record
+            self.budgets.apply(len(self.assigned), total)
         self.state.restore(restored, now)
 
     async def release(self, tps: set[TopicPartition], drain_s: float | None) -> Offsets:
@@ -123,4 +131,6 @@ class Assignments:
             self.assigned.discard(tp)
         self.state.forget((p for _, p in tps), (p for _, p in self.assigned))
         self.metrics.assigned_partitions.set(len(self.assigned))
+        if self.budgets is not None:  # down once drained, before another member is given them
+            self.budgets.apply(len(self.assigned))
         return offsets

@@ -96,10 +96,12 @@ class Delivery:
         if capped(message, self.state.caps, self.clock()):
             self._skip(record, mid, key, "frequency_cap")
             return
-        wait = self.limits.reserve(message.sender, message.sender_kind, message.segments)
-        if wait > 0:
+        ticket = self.limits.book(message.sender, message.sender_kind, message.segments)
+        wait = ticket.wait
+        while wait > 0:  # again when a rebalance lowered this replica's share meanwhile
             self.metrics.rate_limit_wait.labels(message.sender_kind).inc(wait)
             await self.sleep(wait)
+            wait = self.limits.still_to_wait(ticket)
         await self.exchange.send(record, message, params, key)
 
     def _skip(self, record: RecordState, mapping_id: str, key: str, reason: str) -> None:

@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from consumer.errors import ErrorClass, KafkaError, TwilioError
 from consumer.metrics import Metrics
 from consumer.pipeline import retry
-from consumer.pipeline.gates import frequency_key
 from consumer.pipeline.message import OutboundMessage, Params
 from consumer.pipeline.pacing import AdaptiveLimit
 from consumer.pipeline.reconcile import find_sent
@@ -282,9 +281,8 @@ class Exchange:
         self, record: RecordState, message: OutboundMessage, key: str, sid: str, status: str
     ) -> None:
         entry = _entry(message, key, SENT, self.clock(), sid=sid)
+        # Writing the sent entry also counts it against its frequency cap (consumer.state.sent).
         await acknowledged_write(self.state, record, entry, self.metrics.ledger_write_seconds, self.sleep)
-        if message.frequency_cap is not None:
-            self.state.caps.add(frequency_key(message), entry.sent_at)
         # Twilio's status (queued, accepted, scheduled, ...) becomes the reason: a small, fixed set.
         self.outcomes.finish(record, message.mapping_id, "sent", status)
         if log.isEnabledFor(logging.DEBUG):

@@ -27,6 +27,7 @@ from consumer.pipeline.pacing import AdaptiveLimit, SenderLimits
 from consumer.pipeline.retry import RetryPolicy
 from consumer.service.assignments import Assignments
 from consumer.service.backpressure import Backpressure
+from consumer.service.budgets import Budgets, in_flight_budget
 from consumer.service.delivery import Delivery
 from consumer.service.dispatcher import Dispatcher
 from consumer.service.exchange import Exchange
@@ -36,6 +37,7 @@ from consumer.service.records import RecordState
 from consumer.settings import Settings
 from consumer.state.changelog import Changelog
 from consumer.state.sent import SentState
+from consumer.state.store import LedgerStore
 from consumer.state.suppression_topic import SuppressionList
 from consumer.twilio.client import SendResult, TwilioClient
 
@@ -119,18 +121,22 @@ def wire(
     s = settings.service
     if suppressions is not None:
         suppressions.follow(loop)  # loaded before consuming; from now on, changes as they come
-    state = SentState(changelog, max_entries=s.ledger_max_entries, cap_horizon_s=cap_horizon(mappings))
+    budget = in_flight_budget(s.max_in_flight, settings.twilio.account_concurrency)
+    store = LedgerStore(s.state_dir / changelog.topic if s.state_dir else None)
+    state = SentState(changelog, store, cap_horizon_s=cap_horizon(mappings),
+                      on_progress=metrics.ledger_restore_remaining.set,
+                      on_restored=lambda start, n: metrics.ledger_restored.labels(start).inc(n))  # fmt: skip
     outcomes = Outcomes(metrics, DeadLetterWriter(producer, settings.kafka.dead_letter_topic), on_record_done)
     exchange = Exchange(
         twilio=parts.client, metrics=metrics, state=state, outcomes=outcomes,
-        adaptive=AdaptiveLimit(s.max_in_flight, minimum=min(4, s.max_in_flight)),
+        adaptive=AdaptiveLimit(budget, minimum=min(4, budget)),
         policy=RetryPolicy.from_settings(s), reconcile_delay_s=s.reconcile_delay_s, clock=parts.clock,
         suppressed=suppressions,
     )  # fmt: skip
-    delivery = Delivery(
-        exchange=exchange, metrics=metrics, state=state, outcomes=outcomes,
-        limits=SenderLimits(overrides=s.sender_rates, unit=s.rate_unit),
-    )  # fmt: skip
+    limits = SenderLimits(overrides=s.sender_rates, unit=s.rate_unit)
+    delivery = Delivery(exchange=exchange, metrics=metrics, state=state, outcomes=outcomes, limits=limits)
+    budgets = Budgets(limits=limits, adaptive=exchange.adaptive, gate=exchange.gate, metrics=metrics,
+                      in_flight=budget, topics=settings.kafka.topics, admin=parts.kafka.admin)  # fmt: skip
     dispatcher = Dispatcher(delivery.deliver, delivery.on_wire)
     intake = Intake(decoder=parts.decoder, index=index, outcomes=outcomes, dispatcher=dispatcher,
                     default_region=s.default_region, strict_numbers=s.phone_validation == "strict",
@@ -138,6 +144,7 @@ def wire(
     assignments = Assignments(
         loop=loop, tracker=tracker, dispatcher=dispatcher, state=state, settle=settle,
         commit=commit, metrics=metrics, drain_grace_s=s.drain_grace_s, on_assigned=on_assigned,
+        budgets=budgets,
     )  # fmt: skip
     return Runtime(
         producer, state, outcomes, delivery, dispatcher, intake, assignments, Backpressure(s.max_buffered)

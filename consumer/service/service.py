@@ -120,6 +120,7 @@ class Service:
             and (rt is None or not rt.delivery.halting.halted),
             "twilio_available": rt is None or not rt.delivery.breaker.open,
             "schema_registry": rt is None or not rt.intake.waiting,
+            "ledger_restored": rt is None or not rt.state.restoring,
         }
         ready = all(checks.values())
         self.metrics.ready.set(1 if ready else 0)
@@ -196,6 +197,7 @@ class Service:
         assert rt.consumer is not None
         await self.thread.call(rt.consumer.close)
         await self.thread.call(rt.producer.flush, 10)
+        await self.thread.call(rt.state.close)  # after the consumer: its last revoke may still write
         # Let go of the clients now: one kept alive keeps reconnecting (and logging) after the run.
         self.runtime = None
 
@@ -220,11 +222,7 @@ class Service:
                 await upkeep.lag()
                 last_lag = now
             if now - last_prune >= PRUNE_INTERVAL_S:
-                # Expired ledger entries no longer prevent anything; without this the ledger
-                # would hold every send since the partition was assigned.
-                self.metrics.ledger_evictions.inc(rt.state.prune())
-                self.metrics.ledger_entries.set(len(rt.state.ledger))
-                self.metrics.intents_in_doubt.set(len(rt.state.ledger.restored_in_doubt))
+                _prune(rt, self.metrics)
                 last_prune = now
             if self.exit_when_idle_s is not None:
                 await self._check_idle(rt, now, bool(messages))
@@ -303,6 +301,15 @@ class Service:
             # Tracker state is only touched on the event loop; the Kafka thread only talks to Kafka.
             assert rt.consumer is not None
             self.tracker.mark_committed(await self.thread.call(commit, rt.consumer, offsets, self.metrics))
+
+
+def _prune(rt: Runtime, metrics: Metrics) -> None:
+    """Forget expired ledger entries (they no longer prevent anything; without this the ledger would
+    hold every send since the partition was assigned) and report the ledger's size."""
+    metrics.ledger_expired.inc(rt.state.prune())
+    metrics.ledger_entries.set(len(rt.state.ledger))
+    metrics.ledger_disk_bytes.set(rt.state.store.disk_bytes())
+    metrics.intents_in_doubt.set(len(rt.state.ledger.restored_in_doubt))
 
 
 def _static_metrics(metrics: Metrics, settings: Settings) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from consumer.simulator.config import SimulatorConfig
+from consumer.simulator.rates import SenderRate
 from consumer.simulator.server import Simulator, build_app
 
 T = TypeVar("T")
@@ -65,6 +66,11 @@ class SimulatorHandle:
         """Inject a reply from `sender` to `to`, posted signed to `url` (as POST /_sim/inbound does)."""
         coro = self._simulator.callbacks.inbound(url, sender, to, body, service_sid)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def sender_rate(self, sender: str, window_s: float) -> SenderRate | None:
+        """What arrived from `sender` (its From or Messaging Service SID): totals and the most segments
+        within any `window_s` seconds, whichever client sent them."""
+        return self._call(lambda: self._simulator.state.rates.of(sender, window_s))
 
     def reset(self) -> None:
         self._call(self._simulator.state.reset)

@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from consumer.simulator.config import SimulatorConfig
+from consumer.simulator.rates import SenderRates
 
 
 @dataclass
@@ -73,6 +74,7 @@ class SimulatorState:
     peak_in_flight: int = 0
     answers: Counter[str] = field(default_factory=Counter)  # "201", "429/20429", ... for /_sim/stats
     drawn: int = 0  # requests that reached the failure draw
+    rates: SenderRates = field(default_factory=SenderRates)  # what each sender was asked to send, when
 
     def __post_init__(self) -> None:
         if self.config.seed is not None:
@@ -84,6 +86,7 @@ class SimulatorState:
         self.by_to.clear()
         self.sender_free_at.clear()
         self.answers.clear()
+        self.rates.clear()
         self.peak_in_flight = 0
 
     def latency_s(self) -> float:
@@ -154,6 +157,8 @@ class SimulatorState:
             wall_created=wall,
         )
         self.messages.append(message)
+        sender = message.first("From") or message.first("MessagingServiceSid") or ""
+        self.rates.record(sender, now, num_segments)
         self.by_sid[message.sid] = message
         self.by_to.setdefault(message.first("To") or "", deque()).append(message)
         while len(self.messages) > self.config.max_stored_messages:

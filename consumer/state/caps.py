@@ -1,8 +1,13 @@
-"""Frequency caps: sliding-window counts of sends per (cap scope, recipient). Pure: time is passed in."""
+"""Frequency caps: sliding-window counts of sends per (cap scope, recipient), kept in the state store.
+
+Every send that counts against a cap is counted, whether or not its mapping has a de-duplication key,
+and kept for the longest cap window (`horizon_s`), however long the ledger keeps the send itself.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+from consumer.state.ledger import SENT, LedgerEntry
+from consumer.state.store import LedgerStore
 
 
 def cap_key(scope: str, recipient_digest: str) -> str:
@@ -11,39 +16,24 @@ def cap_key(scope: str, recipient_digest: str) -> str:
 
 
 class FrequencyCaps:
-    """Sliding-window counts of sends per key."""
+    """Sliding-window counts of sends per key, on disk."""
 
-    def __init__(self) -> None:
-        self._sent: dict[str, deque[float]] = {}
+    def __init__(self, store: LedgerStore, horizon_s: float) -> None:
+        self.store = store
+        self.horizon_s = horizon_s  # the longest cap window: older counts are forgotten
 
     def allows(self, key: str, limit: int, window_s: float, now: float) -> bool:
         """True when fewer than `limit` sends to `key` happened in the last `window_s` seconds."""
-        times = self._sent.get(key)
-        if times is None:
-            return limit > 0
-        while times and times[0] <= now - window_s:
-            times.popleft()
-        if not times:
-            del self._sent[key]
-            return limit > 0
-        return len(times) < limit
+        if limit <= 0:
+            return False
+        return self.store.count_since(key, now - window_s, limit) < limit
 
-    def add(self, key: str, at: float) -> None:
-        times = self._sent.setdefault(key, deque())
-        # Restored entries can arrive out of order; keep the deque sorted so expiry stays O(1).
-        if times and at < times[-1]:
-            items = sorted([*times, at])
-            times.clear()
-            times.extend(items)
-        else:
-            times.append(at)
+    def add(self, key: str, at: float, send: str = "") -> None:
+        """Count a send at `at`; `send` (its ledger key) makes it one count however often it is
+        counted (its write, then a restore of the same changelog record)."""
+        self.store.add_count(key, at, send, keep_until=at + max(self.horizon_s, 1.0))
 
-    def prune(self, now: float, horizon_s: float) -> int:
-        """Forget recipients with no send in the last `horizon_s` (the longest cap window)."""
-        stale = [k for k, times in self._sent.items() if not times or times[-1] <= now - horizon_s]
-        for key in stale:
-            del self._sent[key]
-        return len(stale)
-
-    def __len__(self) -> int:
-        return len(self._sent)
+    def count(self, entry: LedgerEntry) -> None:
+        """Count a sent ledger entry against its cap (nothing when uncapped or not a send)."""
+        if entry.cap_scope and entry.state == SENT:
+            self.add(cap_key(entry.cap_scope, entry.recipient), entry.sent_at, entry.key)

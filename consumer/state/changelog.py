@@ -1,12 +1,13 @@
-"""The ledger's changelog topic: its source of truth in Kafka, so no other database is needed.
+"""The ledger's changelog topic: its source of truth in Kafka (the state store on disk is its copy).
 
 Every send writes its intent here before the request and its outcome (sent, or released) after it,
 to a compacted topic (`cleanup.policy=compact,delete`, so expired entries also age out by time). It is
 co-partitioned with the source topics: a send caused by source partition p is recorded in changelog
-partition p mod N. When a replica is assigned partition p it reads changelog partition p mod N to its
-end before processing p, so the previous owner's sends, and its intents without an outcome (a crash
-between the intent and the outcome), are known across rebalances and restarts; those intents are
-settled by asking Twilio (consumer.service.exchange) before anything is sent again.
+partition p mod N. When a replica is assigned partition p it replays changelog partition p mod N to
+its end (from its store's checkpoint, consumer.state.sent) before processing p, so the previous
+owner's sends, and its intents without an outcome (a crash between the intent and the outcome), are
+known across rebalances and restarts; those intents are settled by asking Twilio
+(consumer.service.exchange) before anything is sent again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
@@ -28,18 +30,39 @@ from consumer.state.ledger import LedgerEntry, decode_entry, encode_entry
 
 log = logging.getLogger(__name__)
 
+Apply = Callable[[int, int, LedgerEntry], None]  # (slot, offset, entry)
+
+
+@dataclass
+class Replayed:
+    """What a replay read: each slot's end, the slots read from the beginning, what is left unread."""
+
+    ends: dict[int, int] = field(default_factory=dict)
+    rebuilt: set[int] = field(default_factory=set)
+    remaining: dict[int, int] = field(default_factory=dict)  # slot -> records left (empty when done)
+    read_by_slot: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def read(self) -> int:
+        return sum(self.read_by_slot.values())
+
+
+Progress = Callable[[Replayed], None]
+
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(DEFAULT_RETENTION_MS)}
 
 
 class Changelog:
-    """Read changelog partitions to their end; write entries, reporting Kafka's acknowledgement."""
+    """Replay changelog partitions to their end; write entries, reporting Kafka's acknowledgement."""
 
     def __init__(self, clients: KafkaClients, producer: ProducerLike, topic: str, partitions: int) -> None:
         self.clients = clients
         self.producer = producer
         self.topic = topic
         self.partitions = partitions
+        # Told (on the loop) of every entry Kafka acknowledged, with its partition and offset.
+        self.on_written: Callable[[int, int], None] = lambda _slot, _offset: None
 
     @classmethod
     def open(cls, clients: KafkaClients, producer: ProducerLike, topic: str, sources: list[str]) -> Changelog:
@@ -51,56 +74,82 @@ class Changelog:
         """The changelog partition that records sends caused by `source_partition`."""
         return source_partition % self.partitions
 
-    def read(self, slots: Iterable[int], timeout_s: float = 60.0) -> dict[int, list[LedgerEntry]]:
-        """Every entry of these changelog partitions, in order, read to their end (blocking)."""
-        out: dict[int, list[LedgerEntry]] = {s: [] for s in sorted(set(slots))}
-        if not out:
-            return out
+    def replay(
+        self, starts: dict[int, int | None], apply: Apply, *, stall_s: float = 60.0,
+        progress: Progress | None = None, on_rebuild: Callable[[int], None] = lambda _slot: None,
+    ) -> Replayed:  # fmt: skip
+        """Read each slot from its start offset (None: the beginning) to its end, calling `apply` for
+        each entry in order (blocking). A start Kafka no longer has (deleted by retention, or beyond the
+        end: the topic was made anew) reads from the beginning instead, and says so. It gives up only
+        when `stall_s` pass without a record. `on_rebuild(slot)` runs first for each slot read from the
+        beginning."""
+        result = Replayed()
+        if not starts:
+            return result
         reader = self.clients.consumer({
             "group.id": f"kafka-twilio-restore-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         })  # fmt: skip
         try:
-            ends = {s: high for s in out if (high := self._end(reader, s)) is not None}
-            if ends:
-                reader.assign([TopicPartition(self.topic, s, OFFSET_BEGINNING) for s in ends])
-                self._read_to_end(reader, ends, out, time.monotonic() + timeout_s)
-            if ends:
-                log.warning(
-                    "de-duplication state incomplete: changelog not read to its end in %.0f s", timeout_s
-                )
+            assign = []
+            for slot, start in sorted(starts.items()):
+                low, high = reader.get_watermark_offsets(TopicPartition(self.topic, slot), timeout=10)
+                result.ends[slot] = high
+                begin = start if start is not None and low <= start <= high else None
+                if begin is None:
+                    result.rebuilt.add(slot)
+                    if start is not None:
+                        log.warning("ledger checkpoint %d of [%d] is not in the changelog (%d to %d): "
+                                    "rebuilding from the beginning", start, slot, low, high)  # fmt: skip
+                    on_rebuild(slot)
+                if (begin if begin is not None else low) < high:
+                    first = OFFSET_BEGINNING if begin is None else begin
+                    assign.append(TopicPartition(self.topic, slot, first))
+                    result.remaining[slot] = high - (begin if begin is not None else low)
+            if assign:
+                reader.assign(assign)
+                self._read_to_end(reader, result, apply, stall_s, progress)
+            if result.remaining:
+                log.warning("de-duplication state incomplete: changelog %s not read to its end "
+                            "(stalled %.0f s)", sorted(result.remaining), stall_s)  # fmt: skip
         finally:
             reader.close()
-        return out
-
-    def _end(self, reader: ConsumerLike, slot: int) -> int | None:
-        low, high = reader.get_watermark_offsets(TopicPartition(self.topic, slot), timeout=10)
-        return high if high > low else None
+        return result
 
     def _read_to_end(
-        self, reader: ConsumerLike, ends: dict[int, int], out: dict[int, list[LedgerEntry]], deadline: float
+        self, reader: ConsumerLike, result: Replayed, apply: Apply, stall_s: float, progress: Progress | None
     ) -> None:
-        while ends and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.1):
+        ends, remaining = result.ends, result.remaining
+        last_record = time.monotonic()
+        while remaining and time.monotonic() - last_record < stall_s:
+            batch = reader.consume(1000, 0.1)
+            if batch:
+                last_record = time.monotonic()
+            for msg in batch:
                 slot, offset, key, value = msg.partition(), msg.offset(), msg.key(), msg.value()
-                if slot is None:
+                if slot is None or slot not in remaining:
                     continue
-                if msg.error() is None and key is not None and value is not None:
+                if msg.error() is None and key is not None and value is not None and offset is not None:
                     entry = decode_entry(key, value)
                     if entry is not None:
-                        out[slot].append(entry)
-                if slot in ends and (
-                    msg.error() is not None or (offset is not None and offset + 1 >= ends[slot])
-                ):
-                    del ends[slot]
+                        apply(slot, offset, entry)
+                    result.read_by_slot[slot] = result.read_by_slot.get(slot, 0) + 1
+                if msg.error() is not None or (offset is not None and offset + 1 >= ends[slot]):
+                    del remaining[slot]
+                elif offset is not None:
+                    remaining[slot] = ends[slot] - offset - 1
+            if progress is not None:
+                progress(result)
 
     def write(
         self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[KafkaError | None], None]
     ) -> None:
         """Write `entry`; `on_delivery` runs once Kafka acknowledged (None) or refused it."""
 
-        def delivered(err: Any, _msg: Any) -> None:
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None:
+                self.on_written(msg.partition(), msg.offset())
             on_delivery(None if err is None else kafka_error(err, f"ledger write to {self.topic!r} failed"))
 
         try:

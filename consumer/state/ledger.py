@@ -1,8 +1,9 @@
 """The sent ledger: at most one send per (mapping, de-duplication key, recipient) per window.
 
-This module is the in-memory table and its records; `consumer.state.changelog` keeps it in a
-compacted Kafka topic, its source of truth, and `consumer.state.sent` restores both the table and
-the frequency-cap counts from it. Keys and recipients are hashed: the ledger holds no phone number.
+This module is the ledger's rules and its records; `consumer.state.store` keeps the entries on disk,
+`consumer.state.changelog` in a compacted Kafka topic, their source of truth, and `consumer.state.sent`
+restores the store and the frequency-cap counts from it. Keys and recipients are hashed: the ledger
+holds no phone number.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+
+from consumer.state.store import LedgerStore, Value
 
 #: An entry's state: an intent is written (and acknowledged) before the request; `sent` replaces it
 #: after Twilio's 201 (or when reconciliation found the message at Twilio); `released` clears an
@@ -106,38 +108,29 @@ def decode_entry(key: bytes, value: bytes) -> LedgerEntry | None:
         return None
 
 
-# A table value: (expires_at, intent_at, sid). intent_at is 0.0 once the send is known to have happened.
-_Value = tuple[float, float, str]
-
-
 class Ledger:
-    """In-memory view of the changelog for the partitions this replica owns.
+    """The ledger of the partitions this replica owns, kept in the state store (on disk).
 
-    Memory is bounded (invariant 7): an entry is a key, an expiry time and a SID (about 300 bytes),
-    expired entries are pruned oldest first, and beyond `max_entries` the oldest live entries are
-    evicted early and counted in `evictions` (the de-duplication window is then shorter than
-    configured for those keys; `kafka_twilio_ledger_evictions_total` says when that happens).
+    Memory holds only the sends in progress and the intents restored without an outcome; every entry
+    stays on disk until its window ends (invariant 7: memory is bounded whatever the volume).
     """
 
-    def __init__(self, partitions: int, max_entries: int = 1_000_000) -> None:
+    def __init__(self, store: LedgerStore, partitions: int) -> None:
+        self.store = store
         self.partitions = partitions
-        self.max_entries = max_entries
-        self.evictions = 0
-        self._tables: dict[int, dict[str, _Value]] = {}  # slot -> key -> value
-        # Insertion order, for pruning and eviction oldest first. Entries of dropped slots or
-        # re-remembered keys stay here until they reach the front, where they are skipped.
-        self._order: deque[tuple[int, str]] = deque()
-        self._size = 0
         self._claimed: set[str] = set()  # sends in progress (not yet in the changelog)
-        self.sids: set[str] = set()  # SIDs this ledger attributes to a send (reconciliation skips them)
-        self.restored_in_doubt: set[str] = set()  # keys restored as intents, not yet settled
+        self._in_doubt: dict[int, set[str]] = {}  # slot -> keys restored as intents, not yet settled
+        self.sids = AttributedSids(store)  # SIDs attributed to a send (reconciliation skips them)
+
+    @property
+    def restored_in_doubt(self) -> set[str]:
+        return set().union(*self._in_doubt.values())
 
     def slot(self, source_partition: int) -> int:
         return source_partition % self.partitions
 
-    def _live(self, key: str, source_partition: int, now: float) -> _Value | None:
-        table = self._tables.get(self.slot(source_partition))
-        value = table.get(key) if table is not None else None
+    def _live(self, key: str, source_partition: int, now: float) -> Value | None:
+        value = self.store.get(self.slot(source_partition), key)
         return value if value is not None and value[0] > now else None
 
     def is_sent(self, key: str, source_partition: int, now: float) -> bool:
@@ -162,70 +155,62 @@ class Ledger:
         """Apply an entry this replica writes: an intent keeps the key reserved, the others free it."""
         if entry.state != INTENT:
             self._claimed.discard(entry.key)
-        self._apply(self.slot(source_partition), entry)
+        slot = self.slot(source_partition)
+        self.apply(slot, entry)
+        in_doubt = self._in_doubt.get(slot)
+        if in_doubt is not None:
+            in_doubt.discard(entry.key)
+
+    def apply(self, slot: int, entry: LedgerEntry, now: float | None = None) -> None:
+        """Store an entry (a released one, or one expired by `now`, forgets its key)."""
+        if entry.state == RELEASED or (now is not None and entry.expires_at <= now):
+            self.store.put(slot, entry.key, None)
+        else:
+            intent_at = entry.sent_at if entry.state == INTENT else 0.0
+            self.store.put(slot, entry.key, (entry.expires_at, intent_at, entry.sid))
 
     def load(self, slot: int, entries: Iterable[LedgerEntry], now: float) -> int:
         """Apply restored changelog entries (in changelog order: a later one replaces an earlier)."""
         count = 0
         for entry in entries:
-            if entry.expires_at > now or entry.state == RELEASED:
-                self._apply(slot, entry)
-                count += entry.state != RELEASED
-                if entry.state == INTENT:
-                    self.restored_in_doubt.add(entry.key)
+            self.apply(slot, entry, now)
+            count += entry.state != RELEASED and entry.expires_at > now
+        self.settle_restored(slot)
         return count
 
-    def _apply(self, slot: int, entry: LedgerEntry) -> None:
-        table = self._tables.setdefault(slot, {})
-        old = table.pop(entry.key, None)
-        self.restored_in_doubt.discard(entry.key)
-        if old is not None:
-            self._size -= 1
-            self.sids.discard(old[2])
-        if entry.state == RELEASED:
-            return
-        table[entry.key] = (entry.expires_at, entry.sent_at if entry.state == INTENT else 0.0, entry.sid)
-        self._size += 1
-        if entry.sid:
-            self.sids.add(entry.sid)
-        self._order.append((slot, entry.key))
-        while self._size > self.max_entries and self._pop_oldest(None):
-            self.evictions += 1
-
-    def _pop_oldest(self, expired_before: float | None) -> bool:
-        """Remove the oldest live entry (only if it expired before `expired_before`, when given)."""
-        while self._order:
-            slot, key = self._order[0]
-            table = self._tables.get(slot)
-            value = table.get(key) if table is not None else None
-            if value is None:
-                self._order.popleft()  # dropped slot, or already removed
-                continue
-            if expired_before is not None and value[0] > expired_before:
-                return False
-            self._order.popleft()
-            assert table is not None
-            del table[key]
-            self.sids.discard(value[2])
-            self.restored_in_doubt.discard(key)
-            self._size -= 1
-            return True
-        return False
+    def settle_restored(self, slot: int) -> None:
+        """After a restore: the slot's intents are in doubt (nothing of the slot is being sent yet)."""
+        self._in_doubt[slot] = self.store.intents(slot)
 
     def drop(self, slot: int) -> None:
-        table = self._tables.pop(slot, None)
-        if table is not None:
-            self._size -= len(table)
-            self.sids.difference_update(v[2] for v in table.values())
-            self.restored_in_doubt.difference_update(table)
+        """The slot is no longer this replica's: forget what memory holds of it (the disk keeps it, with
+        its checkpoint, so a later assignment reads only the changelog's tail)."""
+        self._in_doubt.pop(slot, None)
 
     def prune(self, now: float) -> int:
-        """Remove entries whose window ended, oldest first. It stops at the oldest live entry, so a
-        long window ahead of short ones delays their removal (never past `max_entries`)."""
-        removed = 0
-        while self._pop_oldest(now):
-            removed += 1
-        return removed
+        """Remove entries whose window ended, and cap counts older than their horizon."""
+        removed = self.store.expire(now)
+        for slot, key in removed:
+            in_doubt = self._in_doubt.get(slot)
+            if in_doubt is not None:
+                in_doubt.discard(key)
+        return len(removed)
 
     def __len__(self) -> int:
-        return self._size
+        return len(self.store)
+
+
+class AttributedSids(Collection[str]):
+    """The SIDs the ledger attributes to a send, looked up on disk."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+
+    def __contains__(self, sid: object) -> bool:
+        return isinstance(sid, str) and bool(sid) and self._store.has_sid(sid)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._store.sids()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._store.sids())

@@ -185,6 +185,16 @@ def one(docs: tuple[Manifest, ...] | list[Manifest], kind: str, of: str = "consu
     return found[0]
 
 
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
+def workload(docs: tuple[Manifest, ...] | list[Manifest]) -> Manifest:
+    """The consumer's workload: a Deployment, or a StatefulSet when its state store is persistent."""
+    found = [d for d in docs if d.get("kind") in WORKLOADS and component(d) in ("consumer", "")]
+    assert len(found) == 1, f"expected one Deployment or StatefulSet of the consumer, found {len(found)}"
+    return found[0]
+
+
 def config_map(docs: tuple[Manifest, ...], prefix: str) -> Manifest:
     """The ConfigMap whose name starts with `prefix` (kustomize appends a content hash)."""
     found = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith(prefix)]
@@ -204,7 +214,7 @@ def consumer_container(deployment: Manifest) -> Manifest:
 def container_env(docs: tuple[Manifest, ...]) -> dict[str, str]:
     """The consumer's environment as Kubernetes builds it: envFrom ConfigMaps, then `env` literals
     (Secrets are left out: they hold no settings the manifests can check)."""
-    deployment = one(docs, "Deployment")
+    deployment = workload(docs)
     container = consumer_container(deployment)
     maps = {d["metadata"]["name"]: d.get("data", {}) for d in of_kind(docs, "ConfigMap")}
     env: dict[str, str] = {}

@@ -28,10 +28,18 @@ from tests.deploy.render import (
     one,
     render,
     validate,
+    workload,
 )
 
-KUSTOMIZE = ["kustomize:base", "kustomize:overlays/dev", "kustomize:overlays/prod"]
-HELM = ["helm:defaults", "helm:ci/prod-values.yaml"]
+KUSTOMIZE = [
+    "kustomize:base",
+    "kustomize:overlays/dev",
+    "kustomize:overlays/prod",
+    "kustomize:overlays/prod-persistent",
+]
+HELM = ["helm:defaults", "helm:ci/prod-values.yaml", "helm:ci/persistent-values.yaml"]
+#: Sources whose ledger state is on a claim per replica (a StatefulSet).
+PERSISTENT = ["kustomize:overlays/prod-persistent", "helm:ci/persistent-values.yaml"]
 SOURCES = KUSTOMIZE + HELM
 #: Sources that ship KEDA and Prometheus Operator resources (dev targets a bare cluster).
 WITH_OPERATORS = [s for s in SOURCES if s != "kustomize:overlays/dev"]
@@ -71,7 +79,7 @@ def _unknown_settings(env: dict[str, str]) -> set[str]:
 
 
 def _pod_spec(docs: tuple[Manifest, ...]) -> Manifest:
-    spec: Manifest = one(docs, "Deployment")["spec"]["template"]["spec"]
+    spec: Manifest = workload(docs)["spec"]["template"]["spec"]
     return spec
 
 
@@ -140,8 +148,9 @@ def test_a_kind_without_any_schema_is_reported_not_silently_accepted() -> None:
 @pytest.mark.parametrize("source", WITH_OPERATORS)
 def test_operator_sources_ship_the_scaled_object_service_monitor_and_alert_rules(source: str) -> None:
     kinds = {d["kind"] for d in render(source)}
-    expected = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "PodDisruptionBudget",
-                "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ScaledObject"}  # fmt: skip
+    expected = {"Service", "ServiceAccount", "ConfigMap", "PodDisruptionBudget",
+                "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ScaledObject",
+                "StatefulSet" if source in PERSISTENT else "Deployment"}  # fmt: skip
     assert expected <= kinds, f"{source} lacks {sorted(expected - kinds)}"
 
 
@@ -149,7 +158,7 @@ def test_the_dev_overlay_needs_no_operator_and_pins_one_replica() -> None:
     docs = render("kustomize:overlays/dev")
     groups = {d["apiVersion"].split("/")[0] for d in docs if "/" in d["apiVersion"]}
     assert not groups & {"keda.sh", "monitoring.coreos.com"}
-    assert one(docs, "Deployment")["spec"]["replicas"] == 1
+    assert workload(docs)["spec"]["replicas"] == 1
 
 
 # ---- the pod: hardening, probes, drain ------------------------------------------------------------
@@ -160,7 +169,7 @@ def test_the_pod_runs_non_root_with_no_capabilities_a_seccomp_profile_and_a_read
     source: str,
 ) -> None:
     pod = _pod_spec(render(source))
-    container = consumer_container(one(render(source), "Deployment"))
+    container = consumer_container(workload(render(source)))
     ctx = container["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert ctx["runAsNonRoot"] is True
@@ -181,7 +190,7 @@ def test_the_pod_runs_non_root_with_no_capabilities_a_seccomp_profile_and_a_read
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_the_container_sets_requests_and_limits(source: str) -> None:
-    resources = consumer_container(one(render(source), "Deployment"))["resources"]
+    resources = consumer_container(workload(render(source)))["resources"]
     for key in ("cpu", "memory"):
         assert key in resources["requests"], f"no {key} request"
     assert "memory" in resources["limits"], "no memory limit"
@@ -190,7 +199,7 @@ def test_the_container_sets_requests_and_limits(source: str) -> None:
 @pytest.mark.parametrize("source", SOURCES)
 def test_probes_hit_the_services_health_and_readiness_paths_on_its_metrics_port(source: str) -> None:
     docs = render(source)
-    container = consumer_container(one(docs, "Deployment"))
+    container = consumer_container(workload(docs))
     port = ServiceSettings().metrics_port
     expected = {"livenessProbe": HEALTH_PATH, "readinessProbe": READY_PATH, "startupProbe": HEALTH_PATH}
     for probe, path in expected.items():
@@ -224,7 +233,7 @@ def test_service_links_are_off_so_service_names_cannot_inject_settings(source: s
 def test_the_container_runs_a_real_sub_command_through_the_image_entrypoint(source: str) -> None:
     from consumer.cli import COMMANDS
 
-    container = consumer_container(one(render(source), "Deployment"))
+    container = consumer_container(workload(render(source)))
     assert "command" not in container, "keep the image's ENTRYPOINT; pass the sub-command in args"
     assert container["args"][0] == "run"
     assert "run" in COMMANDS
@@ -243,7 +252,7 @@ def test_no_config_map_holds_a_secret_setting(source: str) -> None:
 @pytest.mark.parametrize("source", SOURCES)
 def test_credentials_reach_the_pod_only_through_secret_references(source: str) -> None:
     docs = render(source)
-    container = consumer_container(one(docs, "Deployment"))
+    container = consumer_container(workload(docs))
     secrets = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
     assert any("twilio" in name for name in secrets), "no Secret reference for the Twilio credentials"
     for var in container.get("env", []):
@@ -270,7 +279,7 @@ def test_the_mapping_config_map_is_mounted_where_the_service_reads_it_and_valida
 ) -> None:
     docs = render(source)
     pod = _pod_spec(docs)
-    container = consumer_container(one(docs, "Deployment"))
+    container = consumer_container(workload(docs))
     mappings = Path(container_env(docs)["CONSUMER_MAPPINGS"])
     mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == mappings.parent)
     assert mount.get("readOnly") is True
@@ -289,7 +298,7 @@ def test_the_mapping_config_map_is_mounted_where_the_service_reads_it_and_valida
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_selector_selects_the_consumer_pods(source: str) -> None:
     docs = render(source)
-    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    labels = workload(docs)["spec"]["template"]["metadata"]["labels"]
     assert _matches(one(docs, "Service")["spec"]["selector"], labels)
     assert _matches(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
     assert _matches(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], labels)
@@ -303,7 +312,7 @@ def test_every_selector_selects_the_consumer_pods(source: str) -> None:
 def test_the_metrics_port_is_the_same_in_the_service_monitor_and_network_policy(source: str) -> None:
     docs = render(source)
     port = ServiceSettings().metrics_port
-    container = consumer_container(one(docs, "Deployment"))
+    container = consumer_container(workload(docs))
     service = one(docs, "Service")
     (service_port,) = service["spec"]["ports"]
     assert _named_port(container, service_port["targetPort"]) == port
@@ -345,8 +354,9 @@ def test_keda_never_scales_past_the_partition_count_and_reads_the_consumers_own_
     spec = scaled["spec"]
     partitions = int(scaled["metadata"]["annotations"]["kafka-twilio/topic-partitions"])
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
-    assert spec["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
-    assert "replicas" not in one(docs, "Deployment")["spec"], "KEDA owns the replica count"
+    assert spec["scaleTargetRef"]["name"] == workload(docs)["metadata"]["name"]
+    assert spec["scaleTargetRef"].get("kind", "Deployment") == workload(docs)["kind"]
+    assert "replicas" not in workload(docs)["spec"], "KEDA owns the replica count"
     (trigger,) = spec["triggers"]
     meta = trigger["metadata"]
     assert trigger["type"] == "kafka"
@@ -379,7 +389,7 @@ def test_keda_authenticates_to_kafka_like_the_consumer_does(source: str) -> None
         refs = {r["parameter"]: r for r in trigger_auth["spec"]["secretTargetRef"]}
         assert refs["username"]["key"] == "KAFKA_CLIENT_SASL_USERNAME"
         assert refs["password"]["key"] == "KAFKA_CLIENT_SASL_PASSWORD"
-        container = consumer_container(one(docs, "Deployment"))
+        container = consumer_container(workload(docs))
         consumer_secrets = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
         assert {r["name"] for r in refs.values()} <= consumer_secrets, (
             "KEDA and the consumer use different Secrets"
@@ -408,3 +418,24 @@ def test_base_settings_file_names_only_real_settings() -> None:
     assert all(re.fullmatch(r"(KAFKA|CONSUMER|TWILIO)_[A-Z0-9_]+", k) for k in keys), keys
     assert not SECRET_ENV & set(keys)
     assert not _unknown_settings(dict.fromkeys(keys, ""))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_state_directory_is_a_volume_of_its_own_an_empty_dir_or_a_claim_per_replica(source: str) -> None:
+    docs = render(source)
+    pod = workload(docs)
+    state_dir = container_env(docs)["CONSUMER_STATE_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in consumer_container(pod)["volumeMounts"]}
+    assert state_dir in mounts, f"CONSUMER_STATE_DIR={state_dir} is not a mounted volume"
+    name = mounts[state_dir]
+    volumes = {v["name"]: v for v in pod["spec"]["template"]["spec"]["volumes"]}
+    claims = {c["metadata"]["name"] for c in pod["spec"].get("volumeClaimTemplates", [])}
+    if source in PERSISTENT:
+        assert pod["kind"] == "StatefulSet"
+        assert name in claims, "a claim per replica"
+        assert name not in volumes
+        assert pod["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
+    else:
+        assert pod["kind"] == "Deployment"
+        assert "emptyDir" in volumes[name]
+        assert volumes[name]["emptyDir"].get("medium") != "Memory", "the store must not count as memory"

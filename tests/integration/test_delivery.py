@@ -28,6 +28,7 @@ from consumer.simulator import SimulatorConfig, SimulatorHandle, running_simulat
 from consumer.state.changelog import Changelog
 from consumer.state.sent import SentState
 from consumer.twilio.client import TwilioClient
+from tests.fakes import store
 
 pytestmark = pytest.mark.integration
 SENDER = "+14155550199"
@@ -58,7 +59,7 @@ class SendPath:
             await asyncio.sleep(seconds)
 
         outcomes = Outcomes(self.metrics, DeadLetterWriter(producer, dlq), self.done.append)
-        self.state = SentState(changelog, max_entries=10_000)
+        self.state = SentState(changelog, store())
         self.exchange = Exchange(
             twilio=client, metrics=self.metrics, state=self.state, outcomes=outcomes,
             adaptive=AdaptiveLimit(64, minimum=1), policy=policy, reconcile_delay_s=0.2, sleep=sleep,

@@ -93,3 +93,17 @@ def test_the_kafka_commands_read_only_the_kafka_settings() -> None:
     assert kafka.bootstrap_servers == "k:9"
     with pytest.raises(SettingsError, match="KAFKA_AUTO_OFFSET_RESET"):
         load_kafka_settings({"KAFKA_AUTO_OFFSET_RESET": "middle"})
+
+
+def test_the_state_directory_is_temporary_unless_set_and_empty_means_unset() -> None:
+    assert load_settings(environ={}).service.state_dir is None
+    assert load_settings(environ={"CONSUMER_STATE_DIR": " "}).service.state_dir is None
+    assert load_settings(environ={"CONSUMER_STATE_DIR": "/var/lib/x"}).service.state_dir == Path("/var/lib/x")
+
+
+def test_the_account_concurrency_is_unset_by_default_and_never_negative() -> None:
+    assert load_settings(environ={}).twilio.account_concurrency == 0
+    with pytest.raises(
+        SettingsError, match="TWILIO_ACCOUNT_CONCURRENCY: Input should be greater than or equal to 0"
+    ):
+        load_settings(environ={"TWILIO_ACCOUNT_CONCURRENCY": "-1"})

@@ -12,6 +12,7 @@ from consumer.pipeline.gates import capped, consent_skip, quiet_hours, quiet_unt
 from consumer.pipeline.message import FrequencyCap, OutboundMessage
 from consumer.state.caps import FrequencyCaps
 from consumer.zones import zone_or_default as zone
+from tests.fakes import store
 
 LA = zone("America/Los_Angeles")
 
@@ -126,7 +127,7 @@ def test_quiet_hours_drop_and_outside_them_nothing_happens() -> None:
 
 
 def test_a_message_over_its_frequency_cap_is_capped() -> None:
-    caps = FrequencyCaps()
+    caps = FrequencyCaps(store(), horizon_s=60)
     capped_message = message(frequency_cap=FrequencyCap(limit=1, window_s=60, scope="marketing"))
     assert not capped(capped_message, caps, now=0)
     from consumer.pipeline.gates import frequency_key

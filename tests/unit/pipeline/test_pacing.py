@@ -206,3 +206,72 @@ def test_the_limit_recovers_after_a_throttle_but_not_above_the_maximum(clock: Fa
 def test_inconsistent_adaptive_bounds_are_rejected(initial: int, minimum: int, maximum: int) -> None:
     with pytest.raises(ValueError, match="minimum <= initial <= maximum"):
         AdaptiveLimit(initial, minimum, maximum)
+
+
+# --- shares: the consumer group's rates split over its replicas --------------------------------
+
+
+def test_a_share_scales_the_rate_and_the_burst_of_every_sender(clock: FakeClock) -> None:
+    limits = SenderLimits(defaults={"long_code": 3.0}, clock=clock)
+    limits.set_share(1 / 3)
+    waits = [limits.reserve("+14155550100", "long_code", 1) for _ in range(3)]
+    assert waits == pytest.approx([0.0, 1.0, 2.0]), "1 segment/s, a burst of one"
+
+
+def test_a_lowered_share_makes_a_booked_send_wait_longer(clock: FakeClock) -> None:
+    limits = SenderLimits(defaults={"long_code": 2.0}, clock=clock)
+    tickets = [limits.book("+14155550100", "long_code", 1) for _ in range(5)]
+    assert [t.wait for t in tickets] == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5])
+    limits.set_share(0.5)  # another replica took half the partitions: 1/s from now on
+    clock.advance(0.5)
+    # Booked at 2/s the third was due now; at 1/s it is half a token short.
+    assert limits.still_to_wait(tickets[2]) == pytest.approx(0.5)
+    assert limits.still_to_wait(tickets[4]) == pytest.approx(2.5), "2.5 tokens behind, at 1/s"
+    assert limits.still_to_wait(tickets[4]) == 0.0, "told once: the rate has not changed since"
+
+
+def test_an_unchanged_rate_never_asks_a_waiter_to_wait_again(clock: FakeClock) -> None:
+    limits = SenderLimits(clock=clock)
+    limits.book("+14155550100", "long_code", 1)
+    ticket = limits.book("+14155550100", "long_code", 1)
+    clock.advance(ticket.wait)
+    assert limits.still_to_wait(ticket) == 0.0
+
+
+def test_a_raised_share_paces_later_sends_at_the_new_rate(clock: FakeClock) -> None:
+    limits = SenderLimits(defaults={"long_code": 2.0}, clock=clock)
+    limits.set_share(0.5)
+    assert [limits.reserve("s", "long_code", 1) for _ in range(2)] == pytest.approx([0.0, 1.0])
+    limits.set_share(1.0)
+    assert limits.reserve("s", "long_code", 1) == pytest.approx(1.0), "behind 1 token of debt, at 2/s"
+
+
+@pytest.mark.parametrize("share", [0.0, -0.5, 1.5])
+def test_a_share_outside_zero_to_one_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="share"):
+        SenderLimits().set_share(share)
+
+
+def test_an_unlimited_sender_stays_unlimited_whatever_the_share(clock: FakeClock) -> None:
+    limits = SenderLimits(clock=clock)
+    limits.set_share(0.1)
+    assert [limits.reserve("MG1", "messaging_service", 1) for _ in range(50)] == [0.0] * 50
+
+
+def test_a_bucket_that_was_unlimited_starts_full_at_its_new_rate(clock: FakeClock) -> None:
+    bucket = TokenBucket(0.0, 0.0, clock=clock)
+    assert bucket.reserve() == 0.0
+    bucket.set_rate(1.0, 1.0)
+    assert [bucket.reserve(), bucket.reserve()] == pytest.approx([0.0, 1.0])
+
+
+@pytest.mark.parametrize(("maximum", "limit"), [(50, 50), (10, 10), (2, 2), (400, 400)])
+def test_a_new_maximum_keeps_the_limit_in_its_place_between_minimum_and_maximum(
+    maximum: int, limit: int
+) -> None:
+    adaptive = AdaptiveLimit(200, 4, 200)
+    adaptive.set_maximum(100)
+    assert adaptive.limit == 100
+    adaptive.set_maximum(maximum)
+    assert adaptive.limit == limit
+    assert adaptive.minimum == min(4, maximum)

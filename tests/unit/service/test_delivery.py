@@ -31,7 +31,7 @@ from consumer.twilio.client import SendResult
 from tests.fake_twilio import SENT as OK
 from tests.fake_twilio import Accepted, twilio_error
 from tests.fake_twilio import FakeTwilio as FakeSender
-from tests.fakes import FakeKafka
+from tests.fakes import FakeKafka, store
 
 
 def message(recipient: str = "+14155550123", **changes: Any) -> OutboundMessage:
@@ -58,7 +58,7 @@ class Harness:
             self.sleeps.append(seconds)
             await asyncio.sleep(0)
 
-        self.state = SentState(Changelog(kafka.clients(), self.producer, "sent", 1), max_entries=1000)
+        self.state = SentState(Changelog(kafka.clients(), self.producer, "sent", 1), store())
         self.outcomes = Outcomes(self.metrics, DeadLetterWriter(self.producer, "dlq"), self.done.append)
         self.exchange = Exchange(
             twilio=sender, metrics=self.metrics, state=self.state, outcomes=self.outcomes,
@@ -389,7 +389,7 @@ async def test_an_intent_restored_after_a_crash_is_settled_by_twilio_s_list_befo
     h = Harness(sender)
     key = ledger_key("m1", "k", "+14155550123")
     intent = LedgerEntry(key, 1_800_000_000.0 - 10, 1_800_003_600.0, "r", "m1", state="intent")
-    h.state.restore({0: [intent]}, now=1_800_000_000.0)
+    h.state.ledger.load(0, [intent], now=1_800_000_000.0)
     assert h.state.ledger.restored_in_doubt == {key}
     [record] = await h.send(message(dedup_key="k"))
     assert record.outcomes == [("m1", "sent", "queued")]
@@ -398,7 +398,7 @@ async def test_an_intent_restored_after_a_crash_is_settled_by_twilio_s_list_befo
 
     # An intent whose message Twilio never got is sent, once.
     again = Harness(FakeSender())
-    again.state.restore({0: [intent]}, now=1_800_000_000.0)
+    again.state.ledger.load(0, [intent], now=1_800_000_000.0)
     [record] = await again.send(message(dedup_key="k"))
     assert record.outcomes == [("m1", "sent", "queued")]
     assert len(again.exchange.twilio.requests) == 1  # type: ignore[attr-defined]
@@ -423,7 +423,7 @@ async def test_identical_messages_to_one_recipient_are_matched_by_count_oldest_f
         )
         for name, age in (("first", 20), ("second", 18))
     ]
-    h.state.restore({0: restored}, now=1_800_000_000.0)
+    h.state.ledger.load(0, restored, now=1_800_000_000.0)
     first, second = await h.send(message(dedup_key="first"), message(dedup_key="second"))
     assert first.outcomes == second.outcomes == [("m1", "sent", "queued")]
     assert len(sender.requests) == 1, "the one Twilio has went to the oldest intent; the other was sent"

@@ -264,3 +264,19 @@ async def test_a_twilio_outage_pauses_the_partitions_reports_not_ready_and_resum
         assert not r.consumer.paused
     assert [results for _, results in r.outcomes()] == [[("order-sms", "sent", "queued")]] * 20
     assert "dlq" not in r.kafka.cluster.topics
+
+
+async def test_the_budget_share_follows_the_partitions_owned_up_on_assign_and_down_after_revoke(
+    tmp_path: Path,
+) -> None:
+    async with Replica(tmp_path, CONSUMER_MAX_IN_FLIGHT=40, TWILIO_ACCOUNT_CONCURRENCY=20) as r:
+        r.consumer.rebalance(assign=[(TOPIC, 0)])
+        await until(lambda: r.sample("kafka_twilio_assigned_partitions") == 1)
+        assert r.sample("kafka_twilio_partition_share") == 0.5
+        assert r.sample("kafka_twilio_concurrency_limit") == 10, "half the account's 20, not of 40"
+        r.consumer.rebalance(assign=[(TOPIC, 1)])
+        await until(lambda: r.sample("kafka_twilio_partition_share") == 1.0)
+        assert r.sample("kafka_twilio_concurrency_limit") == 20
+        r.consumer.rebalance(revoke=[(TOPIC, 0)])
+        await until(lambda: r.sample("kafka_twilio_partition_share") == 0.5)
+        assert r.sample("kafka_twilio_concurrency_limit") == 10

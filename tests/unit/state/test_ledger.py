@@ -1,9 +1,13 @@
-"""The in-memory side of the sent-message ledger (the Kafka side is tested in integration)."""
+"""The sent-message ledger over its state store (the Kafka side is tested in integration)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from consumer.errors import StateError
 from consumer.state.ledger import (
     INTENT,
     RELEASED,
@@ -17,6 +21,8 @@ from consumer.state.ledger import (
     recipient_hash,
     request_digests,
 )
+from consumer.state.store import LedgerStore
+from tests.fakes import store
 
 
 def entry(
@@ -36,7 +42,7 @@ def test_ledger_keys_are_stable_fixed_size_and_carry_no_phone_number() -> None:
 
 
 def test_a_claimed_key_cannot_be_claimed_again_until_released() -> None:
-    ledger = Ledger(partitions=4)
+    ledger = Ledger(store(), partitions=4)
     assert ledger.claim("k", 0, now=0) == Claim("new")
     assert ledger.claim("k", 0, now=0) == Claim("busy")
     ledger.release("k")
@@ -44,73 +50,97 @@ def test_a_claimed_key_cannot_be_claimed_again_until_released() -> None:
 
 
 def test_a_remembered_send_blocks_its_key_until_the_window_ends() -> None:
-    ledger = Ledger(partitions=4)
+    ledger = Ledger(store(), partitions=4)
     ledger.remember(entry("k"), source_partition=5)  # slot 1
     assert ledger.is_sent("k", 5, now=120)
     assert ledger.claim("k", 5, now=120) == Claim("sent")
     assert ledger.claim("k", 5, now=151) == Claim("new")
+    assert not ledger.is_sent("k", 4, now=120), "another slot's ledger"
 
 
 def test_an_intent_without_an_outcome_is_in_doubt_and_is_settled_by_the_sent_entry() -> None:
-    ledger = Ledger(partitions=1)
+    ledger = Ledger(store(), partitions=1)
     ledger.load(0, [entry("k", sent_at=100, ttl=50, state=INTENT)], now=120)
     assert ledger.restored_in_doubt == {"k"}
     assert not ledger.is_sent("k", 0, now=120)
     assert ledger.claim("k", 0, now=120) == Claim("in_doubt", 100.0)
     ledger.remember(entry("k", sent_at=121, state=SENT, sid="SM1"), 0)
     assert ledger.is_sent("k", 0, now=125)
-    assert ledger.sids == {"SM1"}
+    assert "SM1" in ledger.sids
+    assert list(ledger.sids) == ["SM1"]
     assert ledger.restored_in_doubt == set()
 
 
-def test_a_released_intent_frees_its_key() -> None:
-    ledger = Ledger(partitions=1)
-    ledger.remember(entry("k", state=INTENT), 0)
+def test_a_released_intent_frees_its_key_and_its_sid_is_no_longer_attributed() -> None:
+    ledger = Ledger(store(), partitions=1)
+    ledger.remember(entry("k", state=INTENT, sid="SM9"), 0)
     ledger.remember(entry("k", state=RELEASED), 0)
     assert ledger.claim("k", 0, now=120) == Claim("new")
     assert len(ledger) == 0
+    assert "SM9" not in ledger.sids
 
 
-def test_loading_keeps_only_live_entries_and_dropping_a_slot_forgets_it() -> None:
-    ledger = Ledger(partitions=2)
+def test_loading_applies_live_entries_forgets_expired_ones_and_dropping_a_slot_keeps_the_disk() -> None:
+    ledger = Ledger(store(), partitions=2)
+    ledger.remember(entry("dead", sent_at=100, ttl=50), 0)
     assert ledger.load(0, [entry("live"), entry("dead", sent_at=0, ttl=10)], now=120) == 1
     assert ledger.is_sent("live", 2, now=120)
-    assert not ledger.is_sent("dead", 2, now=120)
+    assert not ledger.is_sent("dead", 2, now=120), "the later, expired entry replaced the earlier one"
+    assert len(ledger) == 1
     ledger.drop(0)
-    assert not ledger.is_sent("live", 2, now=120)
-    assert len(ledger) == 0
+    assert ledger.is_sent("live", 2, now=120), "on disk for a later assignment of the slot"
 
 
-def test_pruning_removes_expired_entries_oldest_first() -> None:
-    ledger = Ledger(partitions=1)
+def test_pruning_removes_expired_entries_in_expiry_order_whatever_the_order_written() -> None:
+    ledger = Ledger(store(), partitions=1)
     ledger.remember(entry("a", ttl=5), 0)
     ledger.remember(entry("b", ttl=500), 0)
-    ledger.remember(entry("c", ttl=5), 0)  # behind a live entry: waits for it (or for the cap)
-    assert ledger.prune(now=200) == 1
-    assert len(ledger) == 2
+    ledger.remember(entry("c", ttl=5, sid="SM3"), 0)  # behind a long-lived entry: removed all the same
+    assert ledger.prune(now=200) == 2
+    assert len(ledger) == 1
     assert ledger.is_sent("b", 0, now=200)
-    assert not ledger.is_sent("a", 0, now=200)
+    assert "SM3" not in ledger.sids
 
 
-def test_the_ledger_never_holds_more_than_its_cap_and_counts_what_it_evicts() -> None:
-    ledger = Ledger(partitions=2, max_entries=100)
-    for n in range(250):
-        ledger.remember(entry(f"k{n}", ttl=10_000), n)
-    assert len(ledger) == 100
-    assert ledger.evictions == 150
-    assert not ledger.is_sent("k0", 0, now=200), "the oldest went first"
-    assert ledger.is_sent("k249", 249, now=200)
+def test_a_rewritten_entry_expires_by_its_latest_window_only() -> None:
+    ledger = Ledger(store(), partitions=1)
+    ledger.remember(entry("k", sent_at=100, ttl=10, state=INTENT), 0)
+    ledger.remember(entry("k", sent_at=100, ttl=1000), 0)
+    assert ledger.prune(now=200) == 0
+    assert ledger.is_sent("k", 0, now=200)
 
 
-def test_dropping_a_slot_frees_its_share_of_the_cap() -> None:
-    ledger = Ledger(partitions=2, max_entries=10)
-    for n in range(10):
-        ledger.remember(entry(f"k{n}"), n)
-    ledger.drop(0)
-    assert len(ledger) == 5
-    for n in range(10, 15):
-        ledger.remember(entry(f"k{n}"), 1)
-    assert ledger.evictions == 0
+def test_the_oldest_of_many_entries_is_still_caught_while_its_window_lasts() -> None:
+    ledger = Ledger(store(), partitions=12)
+    for n in range(20_000):
+        ledger.apply(n % 12, entry(f"k{n}", sent_at=100.0 + n, ttl=86_400))
+    assert ledger.prune(now=86_400) == 0, "no window has ended: nothing is removed"
+    assert ledger.claim("k0", 0, now=86_499) == Claim("sent"), "the oldest, a second before its window ends"
+    assert ledger.claim("k0", 0, now=86_500) == Claim("new")
+    assert len(ledger) == 20_000
+
+
+def test_the_ledger_outlives_its_process_when_its_store_is_kept(tmp_path: Path) -> None:
+    first = LedgerStore(tmp_path / "state")
+    Ledger(first, partitions=2).remember(entry("k", sid="SM1"), 1)
+    first.close()
+    again = LedgerStore(tmp_path / "state")
+    try:
+        ledger = Ledger(again, partitions=2)
+        assert ledger.claim("k", 1, now=120) == Claim("sent")
+        assert "SM1" in ledger.sids
+        assert len(ledger) == 1
+    finally:
+        again.close()
+
+
+def test_a_store_another_process_holds_is_refused_with_the_fix(tmp_path: Path) -> None:
+    held = LedgerStore(tmp_path / "state")
+    try:
+        with pytest.raises(StateError, match="CONSUMER_STATE_DIR"):
+            LedgerStore(tmp_path / "state")
+    finally:
+        held.close()
 
 
 def test_changelog_values_round_trip_and_unreadable_ones_are_ignored() -> None:
