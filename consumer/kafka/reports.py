@@ -6,8 +6,8 @@ the two variants alternating): a thread blocked in `producer.poll()` hands repor
 cost about 10 % of the throughput at saturation (every report crosses threads and takes the GIL from
 the loop); a pump on the loop that looks every millisecond costs 5 % of a core with nothing to do.
 `ReportPump` looks every millisecond (at once after serving something) only while the producer has
-writes outstanding, and sleeps on an event otherwise: nothing spent when idle, a report waits at
-most a millisecond.
+writes outstanding, and sleeps on an event otherwise (waking every 50 ms, for writes made off the
+loop): next to nothing spent when idle, a report waits at most a millisecond.
 
 librdkafka runs delivery callbacks on the thread that polls. Every callback the project gives the
 producer is wrapped by `on_loop`, which also rings the pump's doorbell; a report served on another
@@ -18,6 +18,7 @@ poll together, never beside the loop's own code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -82,19 +83,23 @@ def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
 class ReportPump:
     """Serve `producer`'s delivery reports on the running loop (see the module docstring)."""
 
-    def __init__(self, producer: ProducerLike, look_s: float = 0.001) -> None:
+    def __init__(self, producer: ProducerLike, look_s: float = 0.001, idle_s: float = 0.05) -> None:
         self._producer = producer
         self._look_s = look_s
+        self._idle_s = idle_s
 
     async def run(self) -> None:
         """Until cancelled (before the producer's final flush, which serves what is left)."""
         due = _handoff(asyncio.get_running_loop()).due
         while True:
             if len(self._producer) == 0:
-                # Nothing outstanding. A write rings `due` before it produces, on this loop, so it
-                # cannot slip between the check above and this wait.
+                # Nothing outstanding. A write on this loop rings `due` before it produces, so it
+                # cannot slip between the check above and this wait; one from another thread (a
+                # restore, a command) does not ring: `idle_s` bounds how long its report waits.
                 due.clear()
-                await due.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._idle_s):
+                        await due.wait()
                 continue
             served = self._producer.poll(0)
             await asyncio.sleep(0 if served else self._look_s)
