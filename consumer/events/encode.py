@@ -22,6 +22,18 @@ from consumer.events.schemas import SINGLE_OBJECT_MAGIC, LocalSchemas, parse_sch
 ENCODINGS = ("single-object", "confluent", "schemaless", "json")
 
 
+def _prefix(encoding: str, schema: Any, registry: Any, subject: str | None) -> bytes:
+    """What comes before the Avro bytes: the single-object header, or the Confluent wire format's
+    magic byte and schema id (registering the schema under `subject`); nothing for the others."""
+    if encoding == "single-object":
+        return bytes(SINGLE_OBJECT_MAGIC + schema.fingerprint)
+    if encoding == "confluent":
+        if registry is None or not subject:
+            raise SettingsError("encoding 'confluent' needs a Schema Registry and a subject")
+        return b"\x00" + _register(registry, subject, schema.text, schema.source)
+    return b""
+
+
 class Encoder:
     """Encode Segment JSON objects with the current schema; parsed schema and registry id cached."""
 
@@ -34,13 +46,7 @@ class Encoder:
         schema = LocalSchemas.load(schemas_dir).reader
         self._parsed = schema.parsed
         self._fast = schema.fingerprint.hex() == avro_fast.FINGERPRINT
-        self._prefix = b""
-        if encoding == "single-object":
-            self._prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
-        elif encoding == "confluent":
-            if registry is None or not subject:
-                raise SettingsError("encoding 'confluent' needs a Schema Registry and a subject")
-            self._prefix = b"\x00" + _register(registry, subject, schema.text, schema.source)
+        self._prefix = _prefix(encoding, schema, registry, subject)
 
     def encode(self, event: Mapping[str, JSON]) -> bytes:
         """The value bytes for one event; ValueError when it holds something JSON cannot."""
@@ -72,13 +78,7 @@ class RecordEncoder:
             raise SettingsError(f"cannot use schema {schema_file}: {exc}; pass the producer's .avsc") from exc
         self.encoding = encoding
         self._parsed = schema.parsed
-        self._prefix = b""
-        if encoding == "single-object":
-            self._prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
-        elif encoding == "confluent":
-            if registry is None or not subject:
-                raise SettingsError("encoding 'confluent' needs a Schema Registry and a subject")
-            self._prefix = b"\x00" + _register(registry, subject, schema.text, schema.source)
+        self._prefix = _prefix(encoding, schema, registry, subject)
 
     def encode(self, record: Mapping[str, JSON]) -> bytes:
         """The value bytes of one record; ValueError naming the schema when it does not fit."""

@@ -49,7 +49,7 @@ def run_service(service: Service) -> int:
     """Run the service to completion with the fastest available event loop; map errors to exit codes."""
     tune_gc()
     try:
-        return _run(service.run())
+        return run_loop(service.run())
     except MappingError as error:
         print(f"kafka-twilio: {error.message}", file=sys.stderr)
         for problem in error.problems:
@@ -78,7 +78,8 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _run(coro: Coroutine[Any, Any, int]) -> int:
+def run_loop(coro: Coroutine[Any, Any, int]) -> int:
+    """On uvloop when installed (the service and the receiver are CPU-bound on their event loop)."""
     try:
         import uvloop
     except ImportError:

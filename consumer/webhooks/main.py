@@ -9,9 +9,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +20,7 @@ from consumer.kafka.clients import KafkaClients
 from consumer.kafka.reports import ReportPump
 from consumer.logs import configure_logging
 from consumer.metrics import Metrics
+from consumer.service.main import run_loop
 from consumer.settings import Settings, load_settings
 from consumer.state.suppression_topic import ensure_suppression_topic
 from consumer.twilio.codes import ERROR_MEANINGS
@@ -133,20 +133,10 @@ def main(argv: list[str]) -> int:
             settings.webhooks.port = args.port
         configure_logging(settings.service.log_level)
         tokens(settings)
-        return _run(serve(settings))
+        return run_loop(serve(settings))
     except SettingsError as error:
         print(f"kafka-twilio: {error}", file=sys.stderr)
         return 2
     except ConsumerError as error:
         print(f"kafka-twilio: {error}", file=sys.stderr)
         return 1
-
-
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    """On uvloop when installed: the receiver is CPU-bound on the event loop under load."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    code: int = uvloop.run(coro)
-    return code
