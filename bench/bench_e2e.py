@@ -48,6 +48,7 @@ from harness import (
     ROOT,
     Events,
     ServiceProcess,
+    arrival_rate,
     cpu_seconds,
     create_topics,
     delete_topics,
@@ -81,18 +82,10 @@ class Simulator:
         urllib.request.urlopen(request, timeout=10).close()
 
     def accepted_rate(self) -> dict[str, float]:
-        """Accepted messages per second from the first to the last `received_at`."""
+        """Accepted messages per second from the first to the last `received_at`, and steady."""
         messages = self.get("/_sim/messages")
-        stamps = sorted(datetime.fromisoformat(m["received_at"]).timestamp() for m in messages)
-        n = len(stamps)
-        if n < 2:
-            return {"accepted": n, "seconds": 0.0, "msgs_per_s": 0.0}
-        span = stamps[-1] - stamps[0]
-        # Also the middle 80%: start-up ramp and drain tail excluded, for the steady state alone.
-        lo, hi = stamps[n // 10], stamps[n - 1 - n // 10]
-        steady = (n - 2 * (n // 10) - 1) / (hi - lo) if hi > lo else 0.0
-        return {"accepted": n, "seconds": round(span, 2), "msgs_per_s": round((n - 1) / span, 1),
-                "steady_msgs_per_s": round(steady, 1)}  # fmt: skip
+        rate = arrival_rate([datetime.fromisoformat(m["received_at"]).timestamp() for m in messages])
+        return {k: rate[k] for k in ("accepted", "seconds", "msgs_per_s", "steady_msgs_per_s")}
 
     def stop(self) -> None:
         self.proc.terminate()

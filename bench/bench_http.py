@@ -44,6 +44,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import twilio_python_client  # noqa: E402
+
 from consumer.settings import TwilioSettings  # noqa: E402
 from consumer.simulator.config import (  # noqa: E402
     DEFAULT_ACCOUNT_SID,
@@ -180,16 +182,7 @@ async def run_aiohttp(base: str, in_flight: int, seconds: float) -> dict[str, An
 
 
 async def run_twilio_python(base: str, in_flight: int, seconds: float) -> dict[str, Any]:
-    from twilio.http.async_http_client import AsyncTwilioHttpClient
-    from twilio.rest import Client
-
-    http = AsyncTwilioHttpClient()
-    # As shipped its ClientSession has aiohttp's default 100-connection pool: size it like the others.
-    assert http.session is not None
-    await http.session.close()
-    http.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
-    client = Client(DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET, DEFAULT_ACCOUNT_SID, http_client=http)
-    client.api.base_url = base
+    client, http = await twilio_python_client(base, in_flight)
     to, service, body = (v for _, v in PARAMS)
 
     async def send() -> None:

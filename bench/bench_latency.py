@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from harness import (
     create_topics,
     delete_topics,
     service_env,
+    write_result,
 )
 
 MAPPING = textwrap.dedent(
@@ -206,17 +206,13 @@ def main() -> int:
                 c = r["compared"]
                 print(f"  compared: event -> request {c['event_to_request_ms']}", flush=True)
                 print(f"  compared: service CPU {c['service_cpu_us_per_msg']} us/msg", flush=True)
-    result = {
-        "bench": "bench_latency", "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "seconds_per_rate": seconds, "rates": rows,
-        "goals": {"p99_under_15ms_at_100": p99_under(rows, 100, 15),
-                  "p99_under_25ms_at_1000": p99_under(rows, 1000, 25)},
-        "wall_s": round(time.monotonic() - started, 1),
-    }  # fmt: skip
-    print(f"goals: {result['goals']}")
-    out = ROOT / "bench" / "results" / "bench_latency.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    goals = {
+        "p99_under_15ms_at_100": p99_under(rows, 100, 15),
+        "p99_under_25ms_at_1000": p99_under(rows, 1000, 25),
+    }
+    print(f"goals: {goals}")
+    write_result("bench_latency", {"seconds_per_rate": seconds, "rates": rows, "goals": goals,
+                                   "wall_s": round(time.monotonic() - started, 1)})  # fmt: skip
     return 0
 
 

@@ -27,15 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -43,9 +40,6 @@ from urllib.parse import urlencode
 from confluent_kafka.admin import AdminClient
 from harness import (
     BOOTSTRAP,
-    DEFAULT_ACCOUNT_SID,
-    DEFAULT_API_KEY_SECRET,
-    DEFAULT_API_KEY_SID,
     MAPPING,
     ROOT,
     Events,
@@ -60,6 +54,8 @@ from harness import (
     raw_http,
     rendered_form,
     service_env,
+    twilio_python_client,
+    write_result,
 )
 
 SERVICE, AIOHTTP, TWILIO_PYTHON = "kafka-twilio (whole pipeline)", "plain aiohttp", "twilio-python async"
@@ -124,16 +120,7 @@ def run_peer(
 
 
 async def twilio_python(base: str, params: list[list[tuple[str, str]]], in_flight: int) -> None:
-    import aiohttp
-    from twilio.http.async_http_client import AsyncTwilioHttpClient
-    from twilio.rest import Client
-
-    http = AsyncTwilioHttpClient()
-    assert http.session is not None
-    await http.session.close()
-    http.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
-    client = Client(DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET, DEFAULT_ACCOUNT_SID, http_client=http)
-    client.api.base_url = base
+    client, http = await twilio_python_client(base, in_flight)
     items = iter(params)
 
     async def worker() -> None:
@@ -255,15 +242,9 @@ def main() -> int:
         goals["at_50ms_ge_1.0_twilio_python"] = by_latency[50]["vs_twilio_python_median"] >= 1.0
     if 0 in by_latency:
         goals["at_0ms_ge_0.75_aiohttp"] = by_latency[0]["vs_aiohttp_median"] >= 0.75
-    result = {
-        "bench": "bench_minimal", "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "rows": rows, "goals": goals,
-        "wall_s": round(time.monotonic() - started, 1),
-    }  # fmt: skip
-    print(f"\ngoals: {goals}  ({result['wall_s']} s)")
-    out = ROOT / "bench" / "results" / "bench_minimal.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    wall_s = round(time.monotonic() - started, 1)
+    print(f"\ngoals: {goals}  ({wall_s} s)")
+    write_result("bench_minimal", {"rows": rows, "goals": goals, "wall_s": wall_s})
     return 0
 
 

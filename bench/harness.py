@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -187,6 +188,15 @@ def rendered_form(events: Events) -> list[tuple[str, str]]:
     return list(message.params)
 
 
+def write_result(bench: str, fields: dict[str, Any]) -> None:
+    """`fields` with the run's facts (Python, CPUs, date), in bench/results/<bench>.json."""
+    result = {"bench": bench, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+              "date": datetime.now(UTC).isoformat(timespec="seconds"), **fields}  # fmt: skip
+    out = ROOT / "bench" / "results" / f"{bench}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
 # -- processes ----------------------------------------------------------------------------------------
 
 
@@ -324,6 +334,23 @@ def arrival_rate(arrivals: list[float]) -> dict[str, float]:
     return {"accepted": n, "seconds": round(span, 2), "msgs_per_s": round((n - 1) / span, 1),
             "steady_msgs_per_s": round(steady, 1), "steady_from": lo, "steady_to": hi,
             "steady_count": n - 2 * (n // 10) - 1}  # fmt: skip
+
+
+async def twilio_python_client(base: str, in_flight: int) -> tuple[Any, Any]:
+    """The official twilio-python client on its async HTTP client, pointed at `base`: (client, http);
+    close `http` after use. As shipped its ClientSession has aiohttp's default 100-connection pool:
+    it is sized to `in_flight`, like the other clients measured beside it."""
+    import aiohttp
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
+    from twilio.rest import Client
+
+    http = AsyncTwilioHttpClient()
+    assert http.session is not None
+    await http.session.close()
+    http.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
+    client = Client(DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET, DEFAULT_ACCOUNT_SID, http_client=http)
+    client.api.base_url = base
+    return client, http
 
 
 # -- raw HTTP ceiling ---------------------------------------------------------------------------------
