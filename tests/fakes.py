@@ -114,9 +114,7 @@ class FakeAdmin:
 
 
 class FakeProducer:
-    """Queues records; `poll`/`flush` append them to the cluster and serve their delivery reports.
-    Thread-safe like librdkafka's: the service serves reports from a thread of its own, and `poll`
-    waits up to its timeout for a record to serve."""
+    """Queues records; `poll`/`flush` append them to the cluster and serve their delivery reports."""
 
     def __init__(self, cluster: FakeCluster, config: dict[str, Any] | None = None) -> None:
         self.cluster = cluster
@@ -124,37 +122,26 @@ class FakeProducer:
         self.queue: list[tuple[str, int, bytes | None, bytes | None, Any, Callable[..., None] | None]] = []
         self.refuse: Callable[[str, bytes | None], Exception | None] = lambda topic, value: None
         self.held: set[str] = set()  # topics whose records the broker does not acknowledge yet
-        self._changed = threading.Condition()
-        self._serving = 0
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int = 0,
                 headers: Any = None, on_delivery: Callable[..., None] | None = None) -> None:  # fmt: skip
         refused = self.refuse(topic, value)
         if refused is not None:
             raise refused
-        with self._changed:
-            self.queue.append((topic, partition, key, value, headers, on_delivery))
-            self._changed.notify_all()
+        self.queue.append((topic, partition, key, value, headers, on_delivery))
 
     def release(self, topic: str) -> None:
         """The broker acknowledges `topic`'s records again."""
-        with self._changed:
-            self.held.discard(topic)
-            self._changed.notify_all()
+        self.held.discard(topic)
 
     def poll(self, timeout: float = 0) -> int:
-        with self._changed:
-            self._changed.wait_for(lambda: any(r[0] not in self.held for r in self.queue), max(timeout, 0))
-            served = [r for r in self.queue if r[0] not in self.held]
-            self.queue = [r for r in self.queue if r[0] in self.held]
-            self._serving += len(served)  # counted by len() until reported, as librdkafka does
+        served = [r for r in self.queue if r[0] not in self.held]
+        self.queue = [r for r in self.queue if r[0] in self.held]
         for topic, partition, key, value, headers, on_delivery in served:
             self.cluster.create(topic)
             offset = self.cluster.append(topic, partition, value, key, headers)
             if on_delivery is not None:
                 on_delivery(None, MessageStub(topic, partition, offset, value, key, headers))
-            with self._changed:
-                self._serving -= 1
         return len(served)
 
     def flush(self, timeout: float = -1) -> int:
@@ -162,8 +149,7 @@ class FakeProducer:
         return 0
 
     def __len__(self) -> int:
-        with self._changed:
-            return len(self.queue) + self._serving
+        return len(self.queue)
 
 
 @dataclass(frozen=True)
