@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from consumer.errors import ErrorClass, KafkaError, TwilioError
+from consumer.mappings.templating import parse_time
 from consumer.metrics import Metrics
 from consumer.pipeline import retry
 from consumer.pipeline.message import OutboundMessage, Params
@@ -33,7 +34,7 @@ from consumer.pipeline.reconcile import find_sent
 from consumer.service.breaker import Breaker, Halting, is_systemic
 from consumer.service.concurrency import ConcurrencyGate
 from consumer.service.outcomes import Outcomes
-from consumer.service.records import RecordState, epoch_of
+from consumer.service.records import RecordState
 from consumer.state.ledger import INTENT, RELEASED, SENT, LedgerEntry, recipient_hash, request_digests
 from consumer.state.sent import SentState
 from consumer.state.suppression import RunSuppressions, Suppressions
@@ -316,8 +317,8 @@ class SendDelays:
             delays = self.children[mapping_id] = (by(mapping_id, "kafka"), by(mapping_id, "event"))
         if record.timestamp_ms:
             delays[0].observe(max(0.0, now - record.timestamp_ms / 1000))
-        if record.event_time and (at := epoch_of(record.event_time)) is not None:
-            delays[1].observe(max(0.0, now - at))
+        if record.event_time and (at := parse_time(record.event_time)) is not None:
+            delays[1].observe(max(0.0, now - at.timestamp()))
 
 
 async def acknowledged_write(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
@@ -61,13 +60,3 @@ class RecordState:
         self.outcomes.append(outcome)
         self.pending -= 1
         return self.pending == 0
-
-
-def epoch_of(timestamp: str) -> float | None:
-    """Seconds since the epoch of an ISO 8601 timestamp (UTC when it names no zone); None when it is
-    not one (the metric that wants it goes without, the message does not)."""
-    try:
-        moment = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
