@@ -5,8 +5,9 @@ each carrying its produce time (`properties.ref`, microseconds since the epoch) 
 the message body; the service runs as its own process and sends to `bench/minimal_server.py` (its own
 process), which reads the time back at request arrival. Reported: p50, p90, p99, p99.9 and max of
 event produced → request arrived, after one second of warm-up; and, in the same run, Kafka's own
-produce → consume latency measured by a bare confluent-kafka consumer (a second group on the same
-topic), the floor under any consumer; and the service's CPU per message.
+produce → consume latency measured by a bare confluent-kafka consumer at the same rate (on a topic of
+its own, right after the service's run: beside it, its fetches would load the broker the service
+uses), the floor under any consumer; and the service's CPU per message.
 
     .venv/bin/python bench/bench_latency.py [--quick] [--rates 100,1000] [--seconds 20] [--compare-with DIR]
 
@@ -120,41 +121,56 @@ def summary_ms(latencies_us: list[int]) -> dict[str, float]:
     return out
 
 
+def floor_ms(rate: float, seconds: float, admin: AdminClient) -> dict[str, float]:
+    """Kafka's own produce -> consume latency at `rate`, on a topic of its own, with no service running:
+    measured beside the service, the bare consumer's fetches would load the broker the service uses
+    (on two cores, every process here shares the same CPU)."""
+    run = uuid.uuid4().hex[:6]
+    topic = f"bench-floor-{run}"
+    floor: KafkaFloor | None = None
+    try:
+        create_topics(admin, topic)
+        floor = KafkaFloor(topic, run)
+        floor.start()
+        produce_steady(topic, run, 0, int(rate), rate)  # warm-up, as for the service
+        floor.measuring = True
+        produce_steady(topic, run, int(rate), int(rate * seconds), rate)
+        time.sleep(0.5)  # the last records' fetch
+        return summary_ms(floor.latencies_us)
+    finally:
+        if floor is not None:
+            floor.done.set()
+            floor.join(timeout=10)
+        delete_topics(admin, [topic], group=f"floor-{run}")
+
+
 def run_rate(
     rate: float, seconds: float, admin: AdminClient, mappings: Path, log_dir: Path, root: Path = ROOT
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     topic = f"bench-latency-{run}"
     server = MinimalServer(record=True)
-    floor: KafkaFloor | None = None
     service: ServiceProcess | None = None
     try:
         create_topics(admin, topic)
         env = {**service_env(server.base, topic, run, mappings, 256), "CONSUMER_EVENT_ENCODING": "json"}
         log = log_dir / f"service-latency-{rate:g}{'' if root == ROOT else '-compared'}.log"
         service = ServiceProcess(env, log, exit_when_idle_s=None, root=root)
-        floor = KafkaFloor(topic, run)
-        floor.start()
         warm = int(rate)  # one second of warm-up: connections opened, code paths warm
         produce_steady(topic, run, 0, warm, rate)
         wait_for(server, warm, service)
         server.call("/_reset")
-        floor.measuring = True
         count = int(rate * seconds)
         cpu_before = cpu_seconds(service.proc.pid)
         produce_steady(topic, run, warm, count, rate)
         wait_for(server, count, service)
         cpu_us = (cpu_seconds(service.proc.pid) - cpu_before) / count * 1e6
         stats = server.call("/_stats")
-        floor.done.set()
-        floor.join(timeout=10)
         return {
             "rate_per_s": rate, "events": count, "event_to_request_ms": summary_ms(stats["latencies_us"]),
-            "kafka_floor_ms": summary_ms(floor.latencies_us), "service_cpu_us_per_msg": round(cpu_us, 1),
+            "service_cpu_us_per_msg": round(cpu_us, 1),
         }  # fmt: skip
     finally:
-        if floor is not None:
-            floor.done.set()
         if service is not None and service.proc.poll() is None:
             service.terminate()
         server.stop()
@@ -196,6 +212,7 @@ def main() -> int:
         for rate in (float(r) for r in args.rates.split(",")):
             print(f"rate {rate:g}/s for {seconds:g} s ...", flush=True)
             rows.append(run_rate(rate, seconds, admin, mappings, log_dir))
+            rows[-1]["kafka_floor_ms"] = floor_ms(rate, seconds, admin)
             if args.compare_with is not None:
                 other = run_rate(rate, seconds, admin, mappings, log_dir, root=args.compare_with)
                 rows[-1]["compared"] = {"root": str(args.compare_with), **other}

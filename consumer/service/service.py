@@ -189,6 +189,7 @@ class Service:
             log.warning(
                 "grace period over; %d sends left unfinished (their offsets stay uncommitted)", unfinished
             )
+        rt.state.changelog.flush_deferred()
         await settle(rt.producer, 10.0)
         await self._commit(rt)
         # Stopped before the flush below, so delivery reports are never served by two threads at once.
@@ -197,6 +198,7 @@ class Service:
         assert rt.consumer is not None
         await self.thread.call(rt.consumer.close)
         await self.thread.call(rt.producer.flush, 10)
+        rt.state.flush()  # on the loop, where the checkpoints move; close flushes again (nothing left)
         await self.thread.call(rt.state.close)  # after the consumer: its last revoke may still write
         # Let go of the clients now: one kept alive keeps reconnecting (and logging) after the run.
         self.runtime = None
@@ -296,6 +298,7 @@ class Service:
     # -- upkeep -----------------------------------------------------------------------------------
 
     async def _commit(self, rt: Runtime) -> None:
+        rt.state.flush()  # the ledger's checkpoints, at the same pace as the offsets
         offsets = self.tracker.committable()
         if offsets:
             # Tracker state is only touched on the event loop; the Kafka thread only talks to Kafka.

@@ -12,6 +12,7 @@ known across rebalances and restarts; those intents are settled by asking Twilio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -49,6 +50,10 @@ class Replayed:
 
 Progress = Callable[[Replayed], None]
 
+#: How long an entry off the send's path (a `sent` outcome) may wait for the next write to share its
+#: produce request: at 1,000 events/s a write that goes alone costs about 135 us of this process's CPU
+#: (a request and its answer, with their wake-ups) and a request at the broker; batched, about 6 us.
+DEFER_S = 0.005
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(DEFAULT_RETENTION_MS)}
 
@@ -63,6 +68,8 @@ class Changelog:
         self.partitions = partitions
         # Told (on the loop) of every entry Kafka acknowledged, with its partition and offset.
         self.on_written: Callable[[int, int], None] = lambda _slot, _offset: None
+        self._deferred: list[tuple[LedgerEntry, int, Callable[[KafkaError | None], None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def open(cls, clients: KafkaClients, producer: ProducerLike, topic: str, sources: list[str]) -> Changelog:
@@ -143,10 +150,32 @@ class Changelog:
                 progress(result)
 
     def write(
+        self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[KafkaError | None], None],
+        *, defer: bool = False,
+    ) -> None:  # fmt: skip
+        """Write `entry`; `on_delivery` runs once Kafka acknowledged (None) or refused it. A deferred
+        entry (on the loop) is produced with the next write that is not, or after DEFER_S."""
+        if defer and (loop := asyncio._get_running_loop()) is not None:
+            self._deferred.append((entry, source_partition, on_delivery))
+            if self._timer is None:
+                self._timer = loop.call_later(DEFER_S, self.flush_deferred)
+            return
+        if self._deferred:
+            self.flush_deferred()  # first: they ride in this write's request
+        self._produce(entry, source_partition, on_delivery)
+
+    def flush_deferred(self) -> None:
+        """Produce the deferred entries now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deferred, self._deferred = self._deferred, []
+        for entry, source_partition, on_delivery in deferred:
+            self._produce(entry, source_partition, on_delivery)
+
+    def _produce(
         self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[KafkaError | None], None]
     ) -> None:
-        """Write `entry`; `on_delivery` runs once Kafka acknowledged (None) or refused it."""
-
         def delivered(err: Any, msg: Any) -> None:
             if err is None:
                 self.on_written(msg.partition(), msg.offset())

@@ -7,7 +7,10 @@ topic's retention). Every entry this replica writes is in the store before it is
 checkpoint can follow Kafka's acknowledgements: it moves to offset o + 1 when o is acknowledged and
 every offset before it is reflected. An offset written by someone else (a slot shared by two source
 topics) leaves a gap and stops it there, so the next restore reads from the gap: never past a record
-the store has not seen.
+the store has not seen. The checkpoint is written to the store by `flush` (the service calls it with
+every offset commit, when a slot is let go and at close), not with every acknowledgement: a checkpoint
+that lags only means a restart reads a little more of the tail, and writing one per acknowledgement
+was a RocksDB write per ledger write on the hot path.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class SentState:
         self.restoring = 0  # restores under way (readiness is false meanwhile)
         self._next: dict[int, int] = {}  # slot -> the offset its checkpoint is at (restored slots only)
         self._beyond: dict[int, set[int]] = {}  # slot -> acknowledged offsets past a gap
+        self._unflushed: set[int] = set()  # slots whose checkpoint moved since the last flush
         changelog.on_written = self._written
 
     def slot(self, source_partition: int) -> int:
@@ -118,13 +122,15 @@ class SentState:
                 self._beyond[slot] = set()
 
     def write(
-        self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[KafkaError | None], None]
-    ) -> None:
+        self, entry: LedgerEntry, source_partition: int, on_delivery: Callable[[KafkaError | None], None],
+        *, defer: bool = False,
+    ) -> None:  # fmt: skip
         """Apply an entry (intent, sent, released) now and write it to the changelog; `on_delivery`
-        runs when Kafka acknowledged it (None) or refused it."""
+        runs when Kafka acknowledged it (None) or refused it. `defer`: the write may wait a few
+        milliseconds to share a produce request (consumer.state.changelog.DEFER_S)."""
         self.ledger.remember(entry, source_partition)
         self.caps.count(entry)
-        self.changelog.write(entry, source_partition, on_delivery)
+        self.changelog.write(entry, source_partition, on_delivery, defer=defer)
 
     def _written(self, slot: int, offset: int) -> None:
         """Kafka acknowledged our entry at `offset`: move the slot's checkpoint past it if contiguous."""
@@ -141,11 +147,20 @@ class SentState:
             beyond.discard(at)
             at += 1
         self._next[slot] = at
-        self.store.set_checkpoint(slot, at)
+        self._unflushed.add(slot)
+
+    def flush(self) -> None:
+        """Write the checkpoints that moved since the last flush to the store."""
+        for slot in self._unflushed:
+            at = self._next.get(slot)
+            if at is not None:
+                self.store.set_checkpoint(slot, at)
+        self._unflushed.clear()
 
     def forget(self, released: Iterable[int], kept: Iterable[int]) -> None:
         """Let go of the slots of released partitions that no kept partition shares (their entries and
         checkpoint stay on disk, for a later assignment to read only the tail)."""
+        self.flush()
         for slot in {self.slot(p) for p in released} - {self.slot(p) for p in kept}:
             self.ledger.drop(slot)
             self._next.pop(slot, None)
@@ -156,4 +171,6 @@ class SentState:
         return self.ledger.prune(time.time() if now is None else now)
 
     def close(self) -> None:
+        if not self.store.closed:
+            self.flush()
         self.store.close()

@@ -6,6 +6,11 @@ reads only the changelog's tail, and one without it rebuilds from the topic. Mem
 whatever the volume (RocksDB's write buffers and block cache are capped below); the disk holds every
 entry until its window ends, so the window is honoured exactly.
 
+Writes keep RocksDB's write-ahead log: a replica killed mid-send reopens its store as it was at the
+kill, so its restart reads only the changelog's tail too. (Without the log a kill would lose everything
+since the last memtable flush, minutes of writes at a low rate, for a saving of about 1 µs per write
+once checkpoints stopped being written per acknowledgement; measured, not taken.)
+
 One store per replica; each changelog partition (a slot) has its own key range and checkpoint. Keys
 are bytes, numbers big-endian (positive doubles sort as their bytes):
 
@@ -89,6 +94,10 @@ class LedgerStore:
         self._db.close()
         if self._temporary:
             shutil.rmtree(self.path, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __len__(self) -> int:
         return self._count

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from consumer.errors import KafkaError
 from consumer.state.caps import cap_key
-from consumer.state.changelog import Changelog
+from consumer.state.changelog import DEFER_S, Changelog
 from consumer.state.ledger import LedgerEntry, encode_entry, recipient_hash
 from consumer.state.sent import Restored, SentState
 from consumer.state.store import LedgerStore
@@ -61,6 +62,7 @@ def written(sent: SentState, *entries: LedgerEntry, partition: int = 0) -> None:
         sent.write(e, partition, acks.append)
     sent.changelog.producer.poll(0)
     assert acks == [None] * len(entries)
+    sent.flush()
 
 
 def test_a_restart_with_its_store_reads_only_the_changelog_tail(tmp_path: Path) -> None:
@@ -92,7 +94,12 @@ def test_a_restart_with_its_store_reads_only_the_changelog_tail(tmp_path: Path) 
 def test_an_offset_written_by_someone_else_stops_the_checkpoint_at_the_gap() -> None:
     sent, kafka = state(partitions=1)
     sent.restore(sent.read([0], now=120), now=120)
-    written(sent, LedgerEntry("a", 100, 500, RECIPIENT, "m1"))
+    acks: list[KafkaError | None] = []
+    sent.write(LedgerEntry("a", 100, 500, RECIPIENT, "m1"), 0, acks.append)
+    sent.changelog.producer.poll(0)
+    assert acks == [None]
+    assert sent.store.checkpoint(0) == 0, "acknowledged, not flushed yet: the checkpoint lags (safely)"
+    sent.flush()
     assert sent.store.checkpoint(0) == 1
     kafka.cluster.append("sent", 0, b"{}", b"someone-else")  # offset 1, not ours
     written(sent, LedgerEntry("b", 100, 500, RECIPIENT, "m1"))
@@ -141,3 +148,51 @@ def test_a_restore_says_it_is_under_way_and_how_much_is_left_until_it_is_done() 
     assert seen[-1] == (0, 0), "done: nothing left, not restoring"
     assert all(restoring == 1 for restoring, _ in seen[:-1]), "readiness is false meanwhile"
     assert again.restoring == 0
+
+
+def test_checkpoints_written_since_the_last_flush_are_flushed_by_close(tmp_path: Path) -> None:
+    kafka = FakeKafka()
+    kafka.cluster.create("sent", 1)
+    path = tmp_path / "state"
+    first = SentState(Changelog(kafka.clients(), FakeProducer(kafka.cluster), "sent", 1), LedgerStore(path))
+    first.restore(first.read([0], now=120), now=120)
+    acks: list[KafkaError | None] = []
+    for n in range(3):
+        first.write(LedgerEntry(f"k{n}", 100, 500, RECIPIENT, "m1"), 0, acks.append)
+    first.changelog.producer.poll(0)
+    first.close()
+    again = LedgerStore(path)
+    try:
+        assert again.checkpoint(0) == 3, "close wrote the checkpoint the acknowledgements had moved"
+    finally:
+        again.close()
+
+
+async def test_a_deferred_write_waits_for_the_next_write_and_shares_its_batch() -> None:
+    sent, _ = state(partitions=1)
+    producer = sent.changelog.producer
+    assert isinstance(producer, FakeProducer)
+    acks: list[KafkaError | None] = []
+    sent.write(LedgerEntry("done", 100, 500, RECIPIENT, "m1", state="sent"), 0, acks.append, defer=True)
+    assert len(producer) == 0, "held back: nothing produced yet"
+    assert sent.ledger.is_sent("done", 0, now=120), "the store knows it at once"
+    sent.write(LedgerEntry("next", 100, 500, RECIPIENT, "m1", state="intent"), 0, acks.append)
+    assert [r[2] for r in producer.queue] == [b"done", b"next"], "produced first, in one go with the next"
+    producer.poll(0)
+    assert acks == [None, None]
+
+
+async def test_a_deferred_write_with_no_write_after_it_goes_after_a_few_milliseconds() -> None:
+    sent, _ = state(partitions=1)
+    producer = sent.changelog.producer
+    assert isinstance(producer, FakeProducer)
+    sent.write(LedgerEntry("done", 100, 500, RECIPIENT, "m1", state="sent"), 0, lambda _e: None, defer=True)
+    assert len(producer) == 0
+    await asyncio.sleep(DEFER_S * 4)
+    assert [r[2] for r in producer.queue] == [b"done"]
+
+
+def test_off_the_loop_a_deferred_write_is_produced_at_once() -> None:
+    sent, _ = state(partitions=1)
+    sent.write(LedgerEntry("done", 100, 500, RECIPIENT, "m1", state="sent"), 0, lambda _e: None, defer=True)
+    assert len(sent.changelog.producer) == 1, "no loop to wait on: a command or a restore writes at once"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from consumer.state.store import WIPE_BATCH, LedgerStore
@@ -66,3 +68,31 @@ def test_a_temporary_store_is_removed_when_closed() -> None:
     assert path.is_dir()
     s.close()
     assert not path.exists()
+
+
+CRASHING_WRITER = """
+import os, sys
+from pathlib import Path
+from consumer.state.store import LedgerStore
+
+s = LedgerStore(Path(sys.argv[1]))
+for n in range(1000):
+    s.put(0, f"k{n}", (1e10, 0.0, ""))
+    if n % 100 == 99:
+        s.set_checkpoint(0, n + 1)
+os._exit(0)  # killed: no close, no flush
+"""
+
+
+def test_a_killed_writer_leaves_its_writes_and_its_checkpoint_for_the_restart(tmp_path: Path) -> None:
+    """The write-ahead log replays what the killed process had written: the restart reads only the
+    changelog past the last checkpoint, and every entry the checkpoint covers is there."""
+    path = tmp_path / "state"
+    subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(path)], check=True, timeout=60)
+    again = LedgerStore(path)
+    try:
+        assert again.checkpoint(0) == 1000
+        assert all(again.get(0, f"k{n}") is not None for n in range(1000))
+        assert len(again) == 1000
+    finally:
+        again.close()
