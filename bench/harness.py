@@ -188,10 +188,27 @@ def rendered_form(events: Events) -> list[tuple[str, str]]:
     return list(message.params)
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(all CPU time, time the hypervisor stole) of the machine so far, in ticks (/proc/stat)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(values), values[7]
+
+
+_TICKS_AT_START = _cpu_ticks()
+
+
 def write_result(bench: str, fields: dict[str, Any]) -> None:
-    """`fields` with the run's facts (Python, CPUs, date), in bench/results/<bench>.json."""
+    """`fields` with the run's facts (Python, CPUs, date, and the share of the machine's CPU time the
+    hypervisor stole while the benchmark ran: where it is large, only same-run ratios mean much), in
+    bench/results/<bench>.json."""
+    (total, stolen), (total0, stolen0) = _cpu_ticks(), _TICKS_AT_START
+    steal = round(100 * (stolen - stolen0) / (total - total0), 1) if total > total0 else None
     result = {"bench": bench, "python": platform.python_version(), "cpu_count": os.cpu_count(),
-              "date": datetime.now(UTC).isoformat(timespec="seconds"), **fields}  # fmt: skip
+              "date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu_steal_pct": steal,
+              **fields}  # fmt: skip
     out = ROOT / "bench" / "results" / f"{bench}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
