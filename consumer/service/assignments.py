@@ -125,7 +125,6 @@ class Assignments:
             # Ledger and dead-letter writes of what just finished must be acknowledged before their
             # offsets are committed: the next owner restores the ledger, and must see these sends
             # (the sent entries held back to share a request too, cancelled sends' included).
-            self.state.changelog.flush_deferred()
             await self.settle(5.0)
             offsets = {tp: o for tp, o in self.tracker.committable().items() if tp in tps}
         for tp in tps:

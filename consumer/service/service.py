@@ -148,7 +148,7 @@ class Service:
         rt = self.runtime = wire(
             s, parts, producer=producer, changelog=changelog, index=MatchIndex(mappings), mappings=mappings,
             metrics=self.metrics, tracker=self.tracker, loop=asyncio.get_running_loop(),
-            on_record_done=self._record_done, settle=lambda timeout_s: settle(producer, timeout_s),
+            on_record_done=self._record_done, settle=self._settle,
             commit=lambda consumer, offsets: commit(consumer, offsets, self.metrics),
             on_assigned=self.health.broker_answered, suppressions=suppressions,
         )  # fmt: skip
@@ -189,8 +189,7 @@ class Service:
             log.warning(
                 "grace period over; %d sends left unfinished (their offsets stay uncommitted)", unfinished
             )
-        rt.state.changelog.flush_deferred()
-        await settle(rt.producer, 10.0)
+        await self._settle(10.0)
         await self._commit(rt)
         # Stopped before the flush below, so delivery reports are never served by two threads at once.
         for task in helpers:
@@ -239,6 +238,14 @@ class Service:
         self.tracker.track(record.tp, record.offset)
         self._topic_counters(record.topic)[0].inc()
         rt.intake.accept(record)
+
+    async def _settle(self, timeout_s: float) -> None:
+        """Wait until every ledger and dead-letter write so far is acknowledged (or `timeout_s`): the
+        sent entries held back to share a request (consumer.state.changelog) are produced first."""
+        rt = self.runtime
+        assert rt is not None
+        rt.state.changelog.flush_deferred()
+        await settle(rt.producer, timeout_s)
 
     def _record_done(self, record: RecordState) -> None:
         rt = self.runtime
